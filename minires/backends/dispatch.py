@@ -1,0 +1,66 @@
+"""The one place that decides between NumPy (CPU) and CuPy (NVIDIA GPU).
+
+CuPy is optional: importing minires must work on a laptop without it, so the
+import is attempted once here and every other module asks this one.
+"""
+import numpy
+
+try:  # CuPy is an optional extra (pip install minires[cuda12] or [cuda13])
+    import cupy
+except Exception:  # ImportError, or a CuPy build that fails to load its CUDA libraries
+    cupy = None
+
+
+def cuda_status():
+    """Return ``(usable, reason)``: whether a CUDA device can be used, and if not, why."""
+    if cupy is None:
+        return False, "CuPy is not installed (pip install 'minires[cuda12]' or 'minires[cuda13]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # no driver, driver too old for this CuPy, ...
+        return False, f"CuPy could not talk to the CUDA driver: {err}"
+    if count == 0:
+        return False, "CuPy is installed but no CUDA device was found"
+    return True, f"{count} CUDA device(s) found"
+
+
+def normalize_device(device):
+    """Turn 'cpu', 'cuda', 'cuda:1' into the canonical spelling 'cpu' or 'cuda:N'."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string like 'cpu' or 'cuda', got {device!r}")
+    name = device.strip().lower()
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda":
+        return "cuda:0"
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return name
+    raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def get_array_module(x):
+    """The array module (numpy or cupy) that owns the array ``x``."""
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return cupy
+    return numpy
+
+
+def device_of(array):
+    """The device string of an ndarray: 'cpu' for NumPy, 'cuda:N' for CuPy."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return f"cuda:{array.device.id}"
+    return "cpu"
+
+
+def to_device(array, device):
+    """Copy ``array`` to ``device`` (no copy if it is already there)."""
+    device = normalize_device(device)
+    if device == "cpu":
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            return cupy.asnumpy(array)
+        return numpy.asarray(array)
+    usable, reason = cuda_status()
+    if not usable:
+        raise RuntimeError(f"cannot move data to {device}: {reason}")
+    with cupy.cuda.Device(int(device.split(":")[1])):
+        return cupy.asarray(array)

@@ -1,0 +1,250 @@
+"""``Tensor``: an n-dimensional array that remembers how it was computed.
+
+``.data`` is the array itself (NumPy on the CPU, CuPy on a GPU), ``.grad`` the
+gradient that backward leaves there (same backend, or None), and ``.grad_fn``
+the Function that produced it (None for tensors made by the user: the leaves).
+"""
+import numbers
+
+import numpy
+
+from minires.backends import device_of, get_array_module, to_device, normalize_device
+
+DEFAULT_DTYPE = numpy.float32
+
+
+class Tensor:
+    # Makes ``ndarray + Tensor`` call Tensor.__radd__ instead of NumPy's own add.
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad=False):
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.grad_fn = None
+
+    # ---- what the array is -------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def device(self):
+        return device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = numpy.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extras = [f"dtype={self.dtype}"]
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn={type(self.grad_fn).__name__}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"tensor({body}, {', '.join(extras)})"
+
+    # ---- gradients -----------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` is the upstream gradient; it may be left out only for a
+        single-element tensor (a loss), where it is 1.
+        """
+        from minires.engine.autograd import backward
+
+        backward(self, grad, retain_graph)
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor too (leaves always keep theirs)."""
+        if self.grad_fn is not None:
+            self.grad_fn.retained = self
+
+    def _accumulate(self, grad):
+        # The first gradient is copied because backward may hand the same array
+        # to several tensors (the two inputs of an add, for instance).
+        if self.grad is None:
+            self.grad = grad.astype(self.dtype, copy=True)
+        else:
+            self.grad = self.grad + grad
+
+    def zero_grad(self):
+        self.grad = None
+
+    # ---- leaving the graph / moving --------------------------------------------
+    def detach(self):
+        """The same data, cut off from the graph (no grad_fn, no requires_grad)."""
+        return Tensor(self.data)
+
+    def numpy(self):
+        """The data as a NumPy array on the CPU (a copy when it lives on a GPU)."""
+        return to_device(self.data, "cpu")
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device):
+        """A copy on ``device`` ('cpu', 'cuda', 'cuda:N'); gradients flow back through it."""
+        if normalize_device(device) == self.device:
+            return self
+        from minires.ops.shape import ToDevice
+
+        return ToDevice(device)(self)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def astype(self, dtype):
+        from minires.ops.shape import Cast
+
+        return Cast(dtype)(self)
+
+    def float(self):
+        return self.astype(numpy.float32)
+
+    def double(self):
+        return self.astype(numpy.float64)
+
+    # ---- operators (the ops live in minires.ops) --------------------------------
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __pow__(self, exponent):
+        return ops.pow(self, exponent)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __getitem__(self, key):
+        return ops.getitem(self, key)
+
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def sum(self, axis=None, keepdims=False):
+        return ops.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return ops.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return ops.max(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.transpose(self, axes or None)
+
+    @property
+    def T(self):
+        return ops.transpose(self, None)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return ops.flatten(self, start_dim, end_dim)
+
+
+def _default_dtype_for(array):
+    """float data without a dtype of its own becomes float32, as in PyTorch."""
+    return DEFAULT_DTYPE if array.dtype.kind == "f" else array.dtype
+
+
+def tensor(data, dtype=None, device="cpu", requires_grad=False):
+    """Make a leaf tensor from a list, a number or an array (copies the data).
+
+    NumPy/CuPy arrays keep their dtype (so float64 stays float64); Python
+    numbers and lists of floats become float32.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if hasattr(data, "dtype") and hasattr(data, "shape"):
+        array = to_device(data, device)
+        if array is data:
+            array = array.copy()
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+    else:
+        array = numpy.asarray(data)
+        if array.dtype == object or array.dtype.kind not in "biuf":
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} data of dtype {array.dtype}")
+        array = array.astype(dtype if dtype is not None else _default_dtype_for(array))
+        array = to_device(array, device)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def as_tensor(value, like=None):
+    """``value`` as a Tensor; a Python number takes the dtype and device of ``like``."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, numbers.Number) and like is not None:
+        xp = get_array_module(like.data)
+        return Tensor(xp.asarray(value, dtype=like.dtype))
+    if hasattr(value, "dtype") and hasattr(value, "shape"):  # an ndarray
+        return Tensor(value)
+    return tensor(value, device=like.device if like is not None else "cpu")
+
+
+from minires import ops  # noqa: E402  (the ops need Tensor, so they come last)

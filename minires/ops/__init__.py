@@ -1,0 +1,15 @@
+"""Every differentiable operation, each a ``Function`` with a hand-written backward.
+
+The general tensor ops are re-exported here (``ops.add``, ``ops.sum`` ...); the
+neural-network layers (conv2d, batch_norm, ...) are in ``minires.functional``.
+"""
+from minires.ops.arithmetic import add, sub, mul, div, neg, pow
+from minires.ops.elementwise import exp, log
+from minires.ops.reduction import sum, mean, max
+from minires.ops.shape import reshape, transpose, flatten, getitem, concatenate, cat, pad
+from minires.ops.matmul import matmul
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sum", "mean", "max",
+    "reshape", "transpose", "flatten", "getitem", "concatenate", "cat", "pad", "matmul",
+]

@@ -1,0 +1,60 @@
+"""Softmax cross-entropy with integer labels and optional label smoothing."""
+from minires.engine.function import Function
+from minires.engine.tensor import Tensor
+from minires.ops.validate import require_float, require_ndim
+
+
+def log_softmax_array(logits):
+    """log softmax along axis 1, stable: subtract the row maximum before exp."""
+    xp = Function.xp(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+class CrossEntropyFunction(Function):
+    def __init__(self, labels, label_smoothing):
+        self.labels, self.label_smoothing = labels, label_smoothing
+
+    def target_distribution(self, N, C, dtype, xp):
+        """q = (1 - eps) one_hot(label) + eps / C."""
+        eps = self.label_smoothing
+        q = xp.full((N, C), eps / C, dtype=dtype)
+        q[xp.arange(N), self.labels] += 1.0 - eps
+        return q
+
+    def forward(self, logits):
+        xp = self.xp(logits)
+        N, C = logits.shape
+        log_p = log_softmax_array(logits)
+        q = self.target_distribution(N, C, logits.dtype, xp)
+        self.save_for_backward(log_p, q)
+        return -(q * log_p).sum() / N  # a 0-d array: the mean loss
+
+    def backward(self, grad):
+        # L = -(1/N) sum_n sum_c q_nc log softmax(z_n)_c. Since sum_c q_nc = 1,
+        # dL/dz_nc = (softmax(z_n)_c - q_nc) / N.
+        log_p, q = self.saved_tensors
+        xp = self.xp(log_p)
+        return grad * (xp.exp(log_p) - q) / log_p.shape[0]
+
+
+def cross_entropy(logits, labels, label_smoothing=0.0):
+    """Mean cross-entropy of logits (N, C) against integer labels (N,); PyTorch's ``F.cross_entropy``."""
+    op = "cross_entropy"
+    require_ndim(op, "logits", logits, 2)
+    require_float(op, "logits", logits)
+    label_array = labels.data if isinstance(labels, Tensor) else labels
+    xp = Function.xp(logits.data)
+    label_array = xp.asarray(label_array)
+    N, C = logits.shape
+    if label_array.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integers (class indices), got dtype {label_array.dtype}")
+    if label_array.shape != (N,):
+        raise ValueError(f"{op}: labels must have shape ({N},) to match logits {tuple(logits.shape)}, got {label_array.shape}")
+    if N and (int(label_array.min()) < 0 or int(label_array.max()) >= C):
+        raise ValueError(
+            f"{op}: labels must lie in [0, {C}) for {C} classes, got values from {int(label_array.min())} to {int(label_array.max())}"
+        )
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    return CrossEntropyFunction(label_array, label_smoothing)(logits)

@@ -1,0 +1,177 @@
+"""Ops that move elements around without arithmetic: reshape, transpose, flatten,
+indexing, concatenation, padding, and copies between dtypes and devices.
+
+Their backward moves the gradient back to where each element came from.
+"""
+import numpy
+
+from minires.backends import device_of, normalize_device, to_device
+from minires.engine.function import Function
+from minires.engine.tensor import Tensor, as_tensor
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        try:
+            return x.reshape(self.shape)
+        except ValueError:
+            raise ValueError(f"cannot reshape a tensor of shape {x.shape} into shape {self.shape}") from None
+
+    def backward(self, grad):
+        # Reshape keeps every element: the gradient only takes the old shape back.
+        return grad.reshape(self.x_shape)
+
+
+class Transpose(Function):
+    def __init__(self, axes=None):
+        self.axes = None if axes is None else tuple(axes)
+
+    def forward(self, x):
+        if self.axes is not None and sorted(a % x.ndim for a in self.axes) != list(range(x.ndim)):
+            raise ValueError(f"axes {self.axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
+        return x.transpose(self.axes)
+
+    def backward(self, grad):
+        # Element (i, j) went to (j, i): send the gradient back with the inverse permutation.
+        if self.axes is None:
+            return grad.transpose()
+        return grad.transpose(numpy.argsort([a % grad.ndim for a in self.axes]))
+
+
+class GetItem(Function):
+    def __init__(self, key):
+        self.key = key
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x[self.key]
+
+    def backward(self, grad):
+        # y = x[key]: each selected element gets its gradient back, the rest get 0;
+        # an element selected several times (advanced indexing) gets the sum.
+        xp = self.xp(grad)
+        grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
+        if _is_basic_index(self.key):
+            grad_x[self.key] = grad  # slices never select an element twice
+        else:
+            xp.add.at(grad_x, self.key, grad)
+        return grad_x
+
+
+def _is_basic_index(key):
+    key = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in key)
+
+
+class Concatenate(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return self.xp(xs[0]).concatenate(xs, axis=self.axis)
+
+    def backward(self, grad):
+        # Each input owns a block of the output along ``axis``: cut the gradient into those blocks.
+        xp = self.xp(grad)
+        bounds = numpy.cumsum(self.sizes)[:-1].tolist()
+        return tuple(xp.split(grad, bounds, axis=self.axis))
+
+
+class Pad(Function):
+    """Constant padding; ``pad_width`` is NumPy's ((before, after), ...) per axis."""
+
+    def __init__(self, pad_width, value=0.0):
+        self.pad_width = pad_width
+        self.value = value
+
+    def forward(self, x):
+        if len(self.pad_width) != x.ndim:
+            raise ValueError(f"pad needs one (before, after) pair per axis: got {self.pad_width} for shape {x.shape}")
+        return self.xp(x).pad(x, self.pad_width, mode="constant", constant_values=self.value)
+
+    def backward(self, grad):
+        # The padding is constant, so only the original region carries gradient: crop it out.
+        index = tuple(slice(before, grad.shape[i] - after) for i, (before, after) in enumerate(self.pad_width))
+        return grad[index]
+
+
+class Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = numpy.dtype(dtype)
+
+    def forward(self, x):
+        self.x_dtype = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, grad):
+        # y = x in another precision: the gradient is cast back.
+        return grad.astype(self.x_dtype)
+
+
+class ToDevice(Function):
+    def __init__(self, device):
+        self.device = normalize_device(device)
+
+    def forward(self, x):
+        self.x_device = device_of(x)
+        return to_device(x, self.device)
+
+    def backward(self, grad):
+        # y = x on another device: the gradient travels back.
+        return to_device(grad, self.x_device)
+
+
+def reshape(x, shape):
+    return Reshape(shape)(x)
+
+
+def transpose(x, axes=None):
+    return Transpose(axes)(x)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge the axes start_dim..end_dim into one (PyTorch's ``torch.flatten``)."""
+    ndim = x.ndim
+    start, end = start_dim % max(ndim, 1), end_dim % max(ndim, 1)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
+    merged = 1
+    for n in x.shape[start : end + 1]:
+        merged *= n
+    return reshape(x, x.shape[:start] + (merged,) + x.shape[end + 1 :])
+
+
+def getitem(x, key):
+    if isinstance(key, Tensor):
+        key = key.data
+    elif isinstance(key, tuple):
+        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+    return GetItem(key)(x)
+
+
+def concatenate(tensors, axis=0):
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate needs at least one tensor")
+    return Concatenate(axis)(*tensors)
+
+
+def cat(tensors, dim=0):
+    """PyTorch's spelling of :func:`concatenate`."""
+    return concatenate(tensors, axis=dim)
+
+
+def pad(x, pad_width, value=0.0):
+    """Constant-pad ``x``; ``pad_width`` as in ``numpy.pad``: one (before, after) per axis."""
+    if isinstance(pad_width, int):
+        pad_width = [(pad_width, pad_width)] * x.ndim
+    pad_width = tuple((int(b), int(a)) for b, a in pad_width)
+    if any(b < 0 or a < 0 for b, a in pad_width):
+        raise ValueError(f"pad widths must be non-negative, got {pad_width}")
+    return Pad(pad_width, value)(x)
+

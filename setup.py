@@ -1,0 +1,23 @@
+"""Packaging for minires. The top-level ``kernels/`` folder (CUDA sources) is
+installed as the package ``minires.kernels``."""
+from setuptools import find_packages, setup
+
+setup(
+    name="minires",
+    version="0.1.0",
+    description="A from-scratch deep-learning framework for learning and experimenting with residual networks",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["minires", "minires.*"]) + ["minires.kernels"],
+    package_dir={"minires.kernels": "kernels"},
+    package_data={"minires.kernels": ["*.cu", "*.cuh"]},
+    install_requires=["numpy>=1.22", "matplotlib>=3.5", "tqdm>=4.60"],
+    extras_require={
+        "cuda12": ["cupy-cuda12x>=13"],
+        "cuda13": ["cupy-cuda13x>=13.6"],
+        "dev": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["minires=minires.__main__:main"]},
+    license="MIT",
+)
