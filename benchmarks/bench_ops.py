@@ -1,0 +1,128 @@
+"""Forward+backward time of the layer ops on ResNet-20's layer shapes, against PyTorch.
+
+    python benchmarks/bench_ops.py [--batch 128] [--repeats 5]
+
+Times are medians over ``--repeats`` runs after two warm-up runs, float32, NCHW,
+on the CPU. Where PyTorch is installed (``pip install torch==2.13.0``, CPU build)
+the same ops run in PyTorch in the same process and the table shows
+ratio = minires time / PyTorch time (lower is better; target for conv2d: <= 1.5).
+The "ResNet-20 total" row weights each conv shape by how often ResNet-20 uses it.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import minires
+import minires.functional as F
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+# (in channels, out channels, image size, stride, how many convs of ResNet-20 have this shape)
+CONV_SHAPES = [(3, 16, 32, 1, 1), (16, 16, 32, 1, 6), (16, 32, 32, 2, 1), (32, 32, 16, 1, 5), (32, 64, 16, 2, 1), (64, 64, 8, 1, 5)]
+FEATURE_SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, image size) of the three stages
+
+
+def median_time(step, repeats):
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_case(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def ours_and_torch(forward, arrays, grad_shape, rng):
+    """Two step functions (ours, PyTorch's) running forward then backward with a random upstream gradient."""
+    grad = make_case(rng, grad_shape)
+    ours_inputs = [minires.tensor(a, requires_grad=True) for a in arrays]
+
+    def ours():
+        forward("minires", *ours_inputs).backward(grad)
+
+    theirs = None
+    if torch is not None:
+        torch_inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
+        torch_grad = torch.tensor(grad)
+
+        def theirs():
+            forward("torch", *torch_inputs).backward(torch_grad)
+
+    return ours, theirs
+
+
+def conv(lib, x, w, stride):
+    return F.conv2d(x, w, stride=stride, padding=1) if lib == "minires" else torch.nn.functional.conv2d(x, w, stride=stride, padding=1)
+
+
+def batch_norm(lib, x, gamma, beta):
+    if lib == "minires":
+        return F.batch_norm(x, None, None, gamma, beta, training=True)
+    return torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True)
+
+
+def relu(lib, x):
+    return F.relu(x) if lib == "minires" else torch.relu(x)
+
+
+def max_pool(lib, x, kernel, stride, padding):
+    if lib == "minires":
+        return F.max_pool2d(x, kernel, stride, padding)
+    return torch.nn.functional.max_pool2d(x, kernel, stride, padding)
+
+
+def cases(batch):
+    for cin, cout, size, stride, count in CONV_SHAPES:
+        out = (size + 2 - 3) // stride + 1
+        yield ("conv2d 3x3", f"{cin}->{cout} {size}x{size} s{stride}", count,
+               lambda lib, x, w, s=stride: conv(lib, x, w, s), [(batch, cin, size, size), (cout, cin, 3, 3)], (batch, cout, out, out))
+    for channels, size in FEATURE_SHAPES:
+        shape = (batch, channels, size, size)
+        yield "batch_norm train", f"{channels}x{size}x{size}", 0, batch_norm, [shape, (channels,), (channels,)], shape
+    for channels, size in FEATURE_SHAPES:
+        shape = (batch, channels, size, size)
+        yield "relu", f"{channels}x{size}x{size}", 0, relu, [shape], shape
+    for channels, size in FEATURE_SHAPES:
+        shape = (batch, channels, size, size)
+        yield ("max_pool2d 3x3 s2 p1", f"{channels}x{size}x{size}", 0,
+               lambda lib, x: max_pool(lib, x, 3, 2, 1), [shape], (batch, channels, (size - 1) // 2 + 1, (size - 1) // 2 + 1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads() if torch is not None else "-"
+    print(f"batch {args.batch}, float32, CPU; PyTorch {torch.__version__ if torch else 'not installed'} ({threads} threads)")
+    header = f"{'op':<22} {'shape':<22} {'minires ms':>10} {'torch ms':>9} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    total_ours = total_theirs = 0.0
+    for name, shape, count, forward, input_shapes, grad_shape in cases(args.batch):
+        ours, theirs = ours_and_torch(forward, [make_case(rng, s) for s in input_shapes], grad_shape, rng)
+        t_ours = median_time(ours, args.repeats)
+        t_theirs = median_time(theirs, args.repeats) if theirs else None
+        ratio = f"{t_ours / t_theirs:6.2f}" if t_theirs else "     -"
+        theirs_ms = f"{t_theirs * 1e3:9.2f}" if t_theirs else "        -"
+        print(f"{name:<22} {shape:<22} {t_ours * 1e3:10.2f} {theirs_ms} {ratio}")
+        if count:
+            total_ours += count * t_ours
+            total_theirs += count * (t_theirs or 0.0)
+    if total_theirs:
+        print(f"{'conv2d':<22} {'ResNet-20 total':<22} {total_ours * 1e3:10.2f} {total_theirs * 1e3:9.2f} {total_ours / total_theirs:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
