@@ -31,7 +31,10 @@ class Function:
         self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         requires_grad = grad_mode.is_grad_enabled() and any(self.needs_input_grad)
         self.requires_grad = requires_grad  # forward may skip saving when False
-        output = Tensor(self.forward(*[t.data for t in inputs]), requires_grad=requires_grad)
+        output_data = self.forward(*[t.data for t in inputs])
+        # NumPy turns 0-d results (a sum, a loss) into scalars; keep them arrays.
+        output_data = get_array_module(output_data).asarray(output_data)
+        output = Tensor(output_data, requires_grad=requires_grad)
         if requires_grad:
             self.inputs = inputs
             output.grad_fn = self

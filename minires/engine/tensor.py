@@ -84,7 +84,7 @@ class Tensor:
         # The first gradient is copied because backward may hand the same array
         # to several tensors (the two inputs of an add, for instance).
         if self.grad is None:
-            self.grad = grad.astype(self.dtype, copy=True)
+            self.grad = get_array_module(grad).array(grad, dtype=self.dtype, copy=True)
         else:
             self.grad = self.grad + grad
 
@@ -165,6 +165,9 @@ class Tensor:
     def __pow__(self, exponent):
         return ops.pow(self, exponent)
 
+    def __rpow__(self, base):
+        return ops.pow(base, self)
+
     def __matmul__(self, other):
         return ops.matmul(self, other)
 
@@ -240,8 +243,10 @@ def as_tensor(value, like=None):
     if isinstance(value, Tensor):
         return value
     if isinstance(value, numbers.Number) and like is not None:
+        # A Python number is "weak": float32 * 0.5 stays float32, but int * 0.5 becomes float.
+        value = value.item() if hasattr(value, "item") else value
         xp = get_array_module(like.data)
-        return Tensor(xp.asarray(value, dtype=like.dtype))
+        return Tensor(xp.asarray(value, dtype=numpy.result_type(like.dtype, value)))
     if hasattr(value, "dtype") and hasattr(value, "shape"):  # an ndarray
         return Tensor(value)
     return tensor(value, device=like.device if like is not None else "cpu")

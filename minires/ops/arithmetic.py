@@ -81,6 +81,8 @@ class PowScalar(Function):
     def backward(self, grad):
         # y = x^c: dy/dx = c x^(c-1).
         (x,) = self.saved_tensors
+        if self.exponent == 0:  # y = 1 is constant (and 0 * 0^-1 would give NaN at x = 0)
+            return self.xp(x).zeros_like(grad)
         return grad * self.exponent * x ** (self.exponent - 1)
 
 

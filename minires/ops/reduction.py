@@ -72,7 +72,7 @@ class Max(Function):
         grad = _expand_back(grad, x.shape, self.axes, self.keepdims)
         is_max = x == y
         count = is_max.sum(axis=self.axes, keepdims=True)
-        return grad * is_max / count
+        return grad * is_max / count.astype(grad.dtype)  # keep float32 float32
 
 
 def sum(x, axis=None, keepdims=False):
