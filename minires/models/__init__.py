@@ -1,0 +1,29 @@
+"""The model zoo: CIFAR ResNets and plain nets (He et al. 2015), pre-activation
+ResNets (He et al. 2016), Wide ResNets, and a small ResNet for MNIST."""
+from minires.models.cifar_resnet import (
+    BasicBlock, CifarResNet, cifar_resnet, plain_net, resnet20, resnet32, resnet44, resnet56, resnet110,
+)
+from minires.models.preact_resnet import PreActBlock, PreActBottleneck, PreActResNet, preact_resnet, preact_resnet164
+from minires.models.wide_resnet import WideResNet, wide_resnet
+from minires.models.mnist_resnet import mnist_resnet
+
+# Names accepted by the training command; each builder takes (in_channels, num_classes) from the data set.
+REGISTRY = {
+    **{f"resnet{d}": (lambda d: lambda c, k: CifarResNet(d, "A", 16, k, c))(d) for d in (20, 32, 44, 56, 110)},
+    **{f"plain{d}": (lambda d: lambda c, k: CifarResNet(d, "none", 16, k, c))(d) for d in (20, 32, 44, 56, 110)},
+    "resnet20_b": lambda c, k: CifarResNet(20, "B", 16, k, c),
+    "resnet20_c": lambda c, k: CifarResNet(20, "C", 16, k, c),
+    "preact_resnet20": lambda c, k: PreActResNet(20, False, 16, k, c),
+    "preact_resnet110": lambda c, k: PreActResNet(110, False, 16, k, c),
+    "preact_resnet164": lambda c, k: PreActResNet(164, True, 16, k, c),
+    "wrn16_4": lambda c, k: WideResNet(16, 4, 0.0, k, c),
+    "wrn28_10": lambda c, k: WideResNet(28, 10, 0.3, k, c),
+    "mnist_resnet": lambda c, k: mnist_resnet(num_classes=k, in_channels=c),
+}
+
+
+def build_model(name, in_channels=3, num_classes=10):
+    """A model from the registry by name; unknown names list the valid ones."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name](in_channels, num_classes)

@@ -1,0 +1,14 @@
+"""Neural-network building blocks, spelled as in ``torch.nn``."""
+from minires.nn.module import Module
+from minires.nn.parameter import Parameter
+from minires.nn.layers import (
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Identity,
+    Linear, MaxPool2d, ReLU, Sequential,
+)
+from minires.nn import init
+from minires import functional
+
+__all__ = [
+    "Module", "Parameter", "Conv2d", "BatchNorm1d", "BatchNorm2d", "Linear", "ReLU", "MaxPool2d",
+    "AvgPool2d", "GlobalAvgPool2d", "Dropout", "Flatten", "Identity", "Sequential", "init", "functional",
+]

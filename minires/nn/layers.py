@@ -1,0 +1,167 @@
+"""The layers: thin Modules that own their parameters and call ``minires.functional``."""
+import math
+
+import numpy
+
+import minires.functional as F
+from minires.nn import init
+from minires.nn.module import Module
+from minires.nn.parameter import Parameter
+from minires.engine.tensor import Tensor
+from minires.ops.validate import pair
+
+
+def _empty(*shape, dtype=numpy.float32):
+    return numpy.zeros(shape, dtype=dtype)
+
+
+class Conv2d(Module):
+    """PyTorch's default initialisation: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair("Conv2d", "kernel_size", kernel_size)
+        self.stride, self.padding = stride, padding
+        self.weight = Parameter(_empty(out_channels, in_channels, *self.kernel_size))
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = None
+        if bias:
+            bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
+            self.bias = Parameter(_empty(out_channels))
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")
+
+
+class Linear(Module):
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(_empty(out_features, in_features))
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = None
+        if bias:
+            bound = 1.0 / math.sqrt(in_features)
+            self.bias = Parameter(_empty(out_features))
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class _BatchNorm(Module):
+    expected_ndim = None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Parameter(numpy.ones(num_features, dtype=numpy.float32)) if affine else None
+        self.bias = Parameter(numpy.zeros(num_features, dtype=numpy.float32)) if affine else None
+        self.register_buffer("running_mean", Tensor(numpy.zeros(num_features, dtype=numpy.float32)))
+        self.register_buffer("running_var", Tensor(numpy.ones(num_features, dtype=numpy.float32)))
+
+    def forward(self, x):
+        if x.ndim != self.expected_ndim:
+            raise ValueError(f"{type(self).__name__} expects {self.expected_ndim}-D input, got shape {tuple(x.shape)}")
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training, self.momentum, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm2d(_BatchNorm):
+    expected_ndim = 4
+
+
+class BatchNorm1d(_BatchNorm):
+    expected_ndim = 2
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(MaxPool2d):
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class GlobalAvgPool2d(Module):
+    """(N, C, H, W) -> (N, C): the average of each channel."""
+
+    def forward(self, x):
+        return F.global_avg_pool2d(x)
+
+
+class Dropout(Module):
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return x.flatten(self.start_dim, self.end_dim)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Sequential(Module):
+    """Modules applied one after another; sub-modules are named "0", "1", ..."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for index, module in enumerate(modules):
+            setattr(self, str(index), module)
+
+    def __getitem__(self, index):
+        return list(self._modules.values())[index]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x

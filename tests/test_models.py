@@ -1,0 +1,84 @@
+"""The model zoo: parameter counts from the papers, output shapes, and the shortcut options."""
+import numpy as np
+import pytest
+
+import minires
+from minires.models import (
+    BasicBlock, build_model, cifar_resnet, mnist_resnet, plain_net, preact_resnet, preact_resnet164, resnet20,
+    resnet32, resnet44, resnet56, resnet110, wide_resnet,
+)
+
+
+@pytest.mark.parametrize("make,paper_millions", [
+    (resnet20, 0.27), (resnet32, 0.46), (resnet44, 0.66), (resnet56, 0.85), (resnet110, 1.7),
+])
+def test_cifar_resnet_parameter_counts_match_he_et_al_2015(make, paper_millions):
+    # Table 6 of the paper gives the counts rounded to two digits (option A: no shortcut parameters).
+    count = make().num_parameters()
+    assert round(count / 1e6, 2 if paper_millions < 1 else 1) == paper_millions
+
+
+def test_resnet20_exact_count_and_options():
+    assert resnet20().num_parameters() == 269_722
+    # B adds 1x1 projections (+BN) only at the two stage transitions; C adds them everywhere.
+    assert cifar_resnet(20, "B").num_parameters() == 269_722 + (16 * 32 + 64) + (32 * 64 + 128)
+    assert cifar_resnet(20, "C").num_parameters() > cifar_resnet(20, "B").num_parameters()
+    assert plain_net(20).num_parameters() == 269_722  # option A's shortcuts have no parameters
+
+
+@pytest.mark.parametrize("make,paper_millions", [
+    (preact_resnet164, 1.7), (lambda: wide_resnet(16, 4), 2.7), (lambda: wide_resnet(28, 10), 36.5),
+])
+def test_preact_and_wide_resnet_parameter_counts(make, paper_millions):
+    assert round(make().num_parameters() / 1e6, 1) == paper_millions
+
+
+def test_plain_net_has_no_shortcuts_and_resnet_has_them():
+    assert all(block.shortcut is None for block in plain_net(20).blocks())
+    kinds = [type(block.shortcut).__name__ for block in resnet20().blocks()]
+    assert kinds.count("ZeroPadShortcut") == 2 and kinds.count("Identity") == 7
+
+
+@pytest.mark.parametrize("model,shape", [
+    (resnet20(), (2, 3, 32, 32)),
+    (cifar_resnet(8, "B", width=8), (2, 3, 32, 32)),
+    (preact_resnet(20), (2, 3, 32, 32)),
+    (preact_resnet(11, bottleneck=True, width=4), (2, 3, 16, 16)),
+    (wide_resnet(10, 1, dropout=0.3), (2, 3, 16, 16)),
+    (mnist_resnet(), (2, 1, 28, 28)),
+])
+def test_models_map_images_to_ten_logits_and_backpropagate(model, shape):
+    x = minires.tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    logits = model(x)
+    assert logits.shape == (2, 10) and logits.dtype == np.float32
+    minires.functional.cross_entropy(logits, np.array([1, 2])).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_bad_depths_and_names_are_refused():
+    with pytest.raises(ValueError, match="6n\\+2"):
+        cifar_resnet(21)
+    with pytest.raises(ValueError, match="shortcut must be one of"):
+        cifar_resnet(20, "D")
+    with pytest.raises(ValueError, match="6n\\+4"):
+        wide_resnet(15, 2)
+    with pytest.raises(ValueError, match="resnet20"):
+        build_model("resnet21")
+
+
+def test_residual_block_gradient_is_branch_plus_identity():
+    # dL/dx = dL/dy (dF/dx + I) in a real block of the model zoo (before the final ReLU).
+    minires.manual_seed(0)
+    block = BasicBlock(4, 4, shortcut="A")
+    for p in block.parameters():
+        p.data = p.data.astype(np.float64)
+    for b in block.buffers():
+        b.data = b.data.astype(np.float64)
+    rng = np.random.default_rng(1)
+    x = minires.tensor(rng.standard_normal((2, 4, 5, 5)), requires_grad=True)
+    g = rng.standard_normal((2, 4, 5, 5))
+    (block.residual(x) + block.shortcut(x)).backward(g)
+    total = x.grad.copy()
+    x.grad = None
+    block.residual(x).backward(g)
+    np.testing.assert_allclose(total, x.grad + g, rtol=1e-12, atol=1e-12)

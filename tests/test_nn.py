@@ -1,0 +1,165 @@
+"""Modules: registration, state dicts, train/eval, devices, repr, and the layers' shapes."""
+import numpy as np
+import pytest
+
+import minires
+import minires.nn as nn
+from minires.nn import init
+
+
+class TwoLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Sequential(nn.GlobalAvgPool2d(), nn.Linear(4, 2))
+
+    def forward(self, x):
+        return self.head(nn.functional.relu(self.bn(self.conv(x))))
+
+
+def test_parameters_buffers_and_modules_are_registered_with_dotted_names():
+    model = TwoLayer()
+    assert [n for n, _ in model.named_parameters()] == ["conv.weight", "bn.weight", "bn.bias", "head.1.weight", "head.1.bias"]
+    assert [n for n, _ in model.named_buffers()] == ["bn.running_mean", "bn.running_var"]
+    assert list(model.state_dict()) == [
+        "conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "head.1.weight", "head.1.bias"]
+    assert model.num_parameters() == 4 * 3 * 9 + 4 + 4 + 4 * 2 + 2
+    assert len(list(model.modules())) == 6
+
+
+def test_state_dict_round_trip_restores_outputs_exactly():
+    minires.manual_seed(0)
+    a, b = TwoLayer(), TwoLayer()
+    x = minires.tensor(np.random.default_rng(0).standard_normal((2, 3, 5, 5)).astype(np.float32))
+    a(x)  # a training step changes a's running statistics
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()
+    np.testing.assert_array_equal(a(x).data, b(x).data)
+
+
+def test_state_dict_is_a_copy():
+    model = TwoLayer()
+    state = model.state_dict()
+    state["conv.weight"][...] = 0
+    assert np.abs(model.conv.weight.data).sum() > 0
+
+
+def test_load_state_dict_lists_missing_unexpected_and_wrongly_shaped_keys():
+    model = TwoLayer()
+    state = model.state_dict()
+    del state["bn.bias"]
+    state["extra.weight"] = np.zeros(3)
+    state["conv.weight"] = np.zeros((5, 3, 3, 3))
+    with pytest.raises(KeyError) as info:
+        model.load_state_dict(state)
+    message = str(info.value)
+    assert "missing keys: bn.bias" in message
+    assert "unexpected keys: extra.weight" in message
+    assert "conv.weight: checkpoint (5, 3, 3, 3) vs model (4, 3, 3, 3)" in message
+
+
+def test_non_strict_load_ignores_missing_and_unexpected_keys():
+    model = TwoLayer()
+    state = {"bn.bias": np.full(4, 7.0), "nonsense": np.zeros(1)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert unexpected == ["nonsense"] and "conv.weight" in missing
+    np.testing.assert_array_equal(model.bn.bias.data, np.full(4, 7.0, dtype=np.float32))
+    assert model.bn.bias.dtype == np.float32  # loaded values take the parameter's dtype
+
+
+def test_train_and_eval_switch_every_submodule_and_change_batch_norm():
+    model = TwoLayer()
+    x = minires.tensor(np.random.default_rng(1).standard_normal((4, 3, 5, 5)).astype(np.float32))
+    model(x)
+    assert not np.allclose(model.bn.running_mean.data, 0)  # training updated the running mean
+    model.eval()
+    assert all(not m.training for m in model.modules())
+    before = model.bn.running_mean.data.copy()
+    model(x)
+    np.testing.assert_array_equal(model.bn.running_mean.data, before)  # eval leaves it alone
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_dropout_is_identity_in_eval():
+    drop = nn.Dropout(0.5)
+    x = minires.tensor(np.ones((100, 10), dtype=np.float32))
+    assert (drop(x).data == 0).any()
+    drop.eval()
+    np.testing.assert_array_equal(drop(x).data, x.data)
+
+
+def test_zero_grad_and_backward_reach_every_parameter():
+    model = TwoLayer()
+    x = minires.tensor(np.random.default_rng(2).standard_normal((2, 3, 5, 5)).astype(np.float32))
+    nn.functional.cross_entropy(model(x), np.array([0, 1])).backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_repr_shows_layers_and_parameter_counts():
+    text = repr(TwoLayer())
+    assert "Conv2d(3, 4, kernel_size=(3, 3)" in text
+    assert "# 108 parameters" in text
+    assert "parameters in total" in text
+
+
+def test_to_cpu_keeps_tensors_and_cuda_without_gpu_explains(monkeypatch):
+    model = TwoLayer()
+    assert model.to("cpu") is model and model.conv.weight.device == "cpu"
+    if not minires.cuda_is_available():
+        with pytest.raises(RuntimeError, match="cannot move data to cuda:0"):
+            model.to("cuda")
+
+
+def test_module_without_super_init_gets_a_clear_error():
+    class Broken(nn.Module):
+        def __init__(self):
+            self.conv = nn.Conv2d(1, 1, 1)
+
+    with pytest.raises(AttributeError, match="super\\(\\).__init__\\(\\)"):
+        Broken()
+
+
+@pytest.mark.parametrize("layer,shape,out_shape", [
+    (nn.Conv2d(3, 8, 3, stride=2, padding=1), (2, 3, 9, 9), (2, 8, 5, 5)),
+    (nn.MaxPool2d(2), (2, 3, 8, 8), (2, 3, 4, 4)),
+    (nn.AvgPool2d(3, 2, 1), (2, 3, 8, 8), (2, 3, 4, 4)),
+    (nn.GlobalAvgPool2d(), (2, 3, 8, 8), (2, 3)),
+    (nn.Flatten(), (2, 3, 4, 4), (2, 48)),
+    (nn.Identity(), (2, 3), (2, 3)),
+    (nn.BatchNorm1d(3), (4, 3), (4, 3)),
+    (nn.Linear(3, 5), (4, 3), (4, 5)),
+    (nn.ReLU(), (2, 3), (2, 3)),
+])
+def test_layer_output_shapes(layer, shape, out_shape):
+    x = minires.tensor(np.random.default_rng(3).standard_normal(shape).astype(np.float32))
+    assert layer(x).shape == out_shape
+
+
+def test_batch_norm_rejects_the_wrong_rank():
+    with pytest.raises(ValueError, match="BatchNorm2d expects 4-D input"):
+        nn.BatchNorm2d(3)(minires.tensor(np.zeros((2, 3), dtype=np.float32)))
+
+
+def test_initialisers_have_the_advertised_variance():
+    minires.manual_seed(0)
+    w = nn.Parameter(np.zeros((256, 128, 3, 3), dtype=np.float32))
+    init.kaiming_normal_(w)  # std = sqrt(2 / fan_in), fan_in = 128 * 9
+    assert abs(w.data.std() / np.sqrt(2 / (128 * 9)) - 1) < 0.02
+    init.kaiming_normal_(w, mode="fan_out")
+    assert abs(w.data.std() / np.sqrt(2 / (256 * 9)) - 1) < 0.02
+    init.xavier_uniform_(w)  # uniform(-b, b) with b = sqrt(6 / (fan_in + fan_out))
+    bound = np.sqrt(6 / (128 * 9 + 256 * 9))
+    assert w.data.max() <= bound and w.data.min() >= -bound and w.data.max() > 0.95 * bound
+    init.xavier_normal_(w)
+    assert abs(w.data.std() / np.sqrt(2 / (128 * 9 + 256 * 9)) - 1) < 0.02
+
+
+def test_manual_seed_makes_initialisation_repeatable():
+    minires.manual_seed(5)
+    a = nn.Conv2d(3, 4, 3).weight.data.copy()
+    minires.manual_seed(5)
+    np.testing.assert_array_equal(a, nn.Conv2d(3, 4, 3).weight.data)
