@@ -11,7 +11,10 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["minires", "minires.*"]) + ["minires.kernels"],
     package_dir={"minires.kernels": "kernels"},
-    package_data={"minires.kernels": ["*.cu", "*.cuh"]},
+    package_data={
+        "minires.kernels": ["*.cu", "*.cuh"],
+        "minires.data": ["mnist_sample/*.gz", "mnist_sample/README.md"],
+    },
     install_requires=["numpy>=1.22", "matplotlib>=3.5", "tqdm>=4.60"],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
