@@ -34,7 +34,9 @@ class Conv2dFunction(Function):
             grad_col = weight.reshape(OC, -1).T @ g
             grad_x = col2im(grad_col, self.x_shape, weight.shape[2:], self.stride, self.padding)
         if self.needs_input_grad[1]:
-            grad_w = (g @ col.T).reshape(weight.shape)
+            # Computed as (col @ g^T)^T: the same product, but OpenBLAS is many times slower
+            # on g @ col^T, whose inner dimension (N*OH*OW) is huge and outer ones tiny.
+            grad_w = (col @ g.T).T.reshape(weight.shape)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             grad_b = g.sum(axis=1)
         return grad_x, grad_w, grad_b
