@@ -1,4 +1,8 @@
-"""Command line: ``python -m minires check``."""
+"""Command line: ``python -m minires {train,evaluate,check}``.
+
+With no arguments, ``python -m minires train`` trains the small MNIST ResNet on the
+bundled MNIST sample, offline.
+"""
 import argparse
 import sys
 
@@ -6,15 +10,36 @@ import sys
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minires", description="minires command line")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    from minires.training.evaluate_command import add_evaluate_arguments
+    from minires.training.train_command import add_train_arguments
+
+    add_train_arguments(commands.add_parser("train", help="train a model (default: MNIST ResNet on the bundled sample)"))
+    add_evaluate_arguments(commands.add_parser("evaluate", help="accuracy and per-class table of a checkpoint"))
     check = commands.add_parser("check", help="gradient-check every op and print a table")
     check.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
-    if args.command == "check":
-        from minires.check import run_checks
+    try:
+        if args.command == "check":
+            from minires.check import run_checks
 
-        return 0 if run_checks(seed=args.seed) else 1
-    return 2
+            return 0 if run_checks(seed=args.seed) else 1
+        if args.command == "train":
+            from minires.training import train_command
+
+            return train_command.run(args, argv)
+        from minires.training import evaluate_command
+
+        return evaluate_command.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # Bad input gets one clear line, not a traceback.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch's checkpoint is intact (resume with --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""The data sets the training command knows, with their default recipes."""
+import numpy
+
+from minires import data
+
+# name -> (loader of (train, test) data sets, augment with pad-crop + flip?, default epochs)
+DATASETS = {
+    "mnist_sample": (lambda root, download: (data.MNISTSample(train=True), data.MNISTSample(train=False)), False, 6),
+    "mnist": (lambda root, download: (data.MNIST(root, True, download), data.MNIST(root, False, download)), False, 10),
+    "fashion_mnist": (lambda root, download: (data.FashionMNIST(root, True, download), data.FashionMNIST(root, False, download)), False, 20),
+    "cifar10": (lambda root, download: (data.CIFAR10(root, True, download), data.CIFAR10(root, False, download)), True, 182),
+}
+
+
+def load_datasets(name, root=None, download=False):
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name][0](root, download)
+
+
+def split_off_validation(dataset, fraction, seed):
+    """Split a training set into (train, validation) with a seeded permutation."""
+    order = numpy.random.default_rng([seed, 12345]).permutation(len(dataset))
+    n_val = int(round(fraction * len(dataset)))
+    if not 0 < n_val < len(dataset):
+        raise ValueError(f"--val-fraction {fraction} leaves no validation or no training data ({len(dataset)} samples)")
+    val, train = order[:n_val], order[n_val:]
+    make = lambda idx: data.ArrayDataset(dataset.images[idx], dataset.labels[idx], dataset.classes)  # noqa: E731
+    return make(train), make(val)

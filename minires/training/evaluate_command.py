@@ -1,0 +1,53 @@
+"""``python -m minires evaluate CHECKPOINT``: accuracy and a per-class table."""
+import json
+
+from minires import data
+from minires.models import build_model
+from minires.training.checkpoint import load_checkpoint
+from minires.training.datasets import load_datasets, split_off_validation
+from minires.training.loop import evaluate
+from minires.training.train_command import check_device
+
+
+def add_evaluate_arguments(parser):
+    parser.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by 'minires train'")
+    parser.add_argument("--dataset", default=None, help="data set to evaluate on (default: the one it was trained on)")
+    parser.add_argument("--model", default=None, help="expected architecture (checked against the checkpoint)")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--download", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args, out=print):
+    device = check_device(args.device)
+    state = load_checkpoint(args.checkpoint)
+    if "config" not in state or "model" not in state:
+        raise ValueError(f"{args.checkpoint} is not a checkpoint written by 'minires train'")
+    config = json.loads(state["config"])
+    model_name = args.model or config["model"]
+    dataset = args.dataset or config["dataset"]
+    train_set, test_set = load_datasets(dataset, args.data_root, args.download)
+    # Normalise exactly as in training: with the training split's statistics.
+    if config.get("val_fraction", 0) > 0 and dataset == config["dataset"]:
+        train_set, _ = split_off_validation(train_set, config["val_fraction"], config["seed"])
+    normalize = data.Normalize(*data.mean_std(train_set))
+    model = build_model(model_name, test_set.images.shape[1], len(test_set.classes))
+    try:
+        model.load_state_dict(state["model"])
+    except KeyError as err:
+        raise ValueError(
+            f"checkpoint {args.checkpoint} holds a {config['model']} trained on {config['dataset']}, "
+            f"which does not fit {model_name} on {dataset}: {err.args[0]}"
+        ) from None
+    model.to(device)
+    loader = data.DataLoader(test_set, batch_size=args.batch_size, transform=normalize)
+    loss, accuracy, confusion = evaluate(model, loader, len(test_set.classes), device)
+    out(f"{model_name} ({args.checkpoint}, epoch {state.get('epoch', '?')}) on {dataset} test set: "
+        f"accuracy {accuracy:.4f}, loss {loss:.4f}, {int(confusion.sum())} images")
+    width = max(len(str(c)) for c in test_set.classes)
+    out(f"{'class':<{width}}  {'images':>6}  {'correct':>7}  {'accuracy':>8}")
+    for index, name in enumerate(test_set.classes):
+        total, correct = int(confusion[index].sum()), int(confusion[index, index])
+        out(f"{str(name):<{width}}  {total:>6}  {correct:>7}  {correct / max(total, 1):>8.4f}")
+    return 0
