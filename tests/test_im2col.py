@@ -50,3 +50,30 @@ def test_im2col_allocates_only_the_col_matrix(padding):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < col.nbytes * 1.02 + 64 * 1024, f"peak {peak} bytes for a col of {col.nbytes} bytes"
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (2, 0)])
+def test_conv_gives_the_same_result_in_any_number_of_slabs(monkeypatch, stride, padding):
+    # conv2d processes the batch in cache-sized slabs of images; the split must not matter.
+    import minires
+    import minires.functional as F
+    from minires.ops import conv
+
+    rng = np.random.default_rng(3)
+    x_data, w_data = rng.standard_normal((5, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((5, 4) + (((7 + 2 * padding - 3) // stride + 1), ((6 + 2 * padding - 3) // stride + 1)))
+
+    def run():
+        x, w = minires.tensor(x_data, requires_grad=True), minires.tensor(w_data, requires_grad=True)
+        y = F.conv2d(x, w, stride=stride, padding=padding)
+        y.backward(g)
+        return y.numpy(), x.grad, w.grad
+
+    whole = run()
+    monkeypatch.setattr(conv, "SLAB_BYTES", 1)  # one image per slab: five slabs
+    sliced = run()
+    for a, b in zip(whole, sliced):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    x = minires.tensor(x_data, requires_grad=True)
+    w = minires.tensor(w_data, requires_grad=True)
+    assert minires.gradcheck(lambda x, w: F.conv2d(x, w, stride=stride, padding=padding), [x, w]).passed

@@ -1,7 +1,30 @@
-"""2-D convolution (cross-correlation, as in every deep-learning framework) by im2col + GEMM."""
+"""2-D convolution (cross-correlation, as in every deep-learning framework) by im2col + GEMM.
+
+Forward:  col = im2col(x)  (C*kh*kw rows, one column per output pixel),  Y = W_mat @ col.
+
+Cache blocking. For a batch of 128 CIFAR images ``col`` is 9 times the input
+(75 MB for a 16-channel 32x32 layer): building it in memory and reading it back
+is slower than the arithmetic. So the batch is processed in *slabs* of images
+whose ``col`` fits in about 2 MB of cache: each slab is one im2col + one GEMM,
+and ``col`` never travels to main memory. Backward rebuilds each slab's ``col``
+instead of keeping them all: the same cache-sized work again, and no 9x copy of
+every activation held between forward and backward. On a GPU the whole batch
+is one slab.
+"""
+import numpy
+
 from minires.engine.function import Function
 from minires.ops.im2col import col2im, conv_output_size, im2col
 from minires.ops.validate import pair, require_float, require_ndim, require_same_dtype
+
+SLAB_BYTES = 2 * 2**20  # target size of one slab's col matrix on the CPU
+
+
+def image_slabs(x, col_bytes_per_image):
+    """Split the batch into (start, stop) ranges of images whose col fits in SLAB_BYTES."""
+    N = x.shape[0]
+    per_slab = N if not isinstance(x, numpy.ndarray) else max(1, SLAB_BYTES // col_bytes_per_image)
+    return [(start, min(start + per_slab, N)) for start in range(0, N, per_slab)]
 
 
 class Conv2dFunction(Function):
@@ -9,39 +32,51 @@ class Conv2dFunction(Function):
         self.stride, self.padding = stride, padding
 
     def forward(self, x, weight, bias=None):
+        xp = self.xp(x)
         OC, C, kh, kw = weight.shape
         N, _, H, W = x.shape
-        col = im2col(x, (kh, kw), self.stride, self.padding)  # (C*kh*kw, N*OH*OW)
-        y = weight.reshape(OC, C * kh * kw) @ col  # (OC, N*OH*OW): one GEMM
-        if bias is not None:
-            y += bias[:, None]
-        self.save_for_backward(col, weight)
-        self.x_shape = x.shape
         OH = conv_output_size(H, kh, self.stride[0], self.padding[0])
         OW = conv_output_size(W, kw, self.stride[1], self.padding[1])
-        return y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3)  # channel-major view of NCHW
+        w_mat = weight.reshape(OC, C * kh * kw)
+        y = xp.empty((OC, N, OH, OW), dtype=x.dtype)  # channel-major, like W_mat @ col
+        self.slabs = image_slabs(x, C * kh * kw * OH * OW * x.itemsize)
+        for start, stop in self.slabs:
+            col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)  # (C*kh*kw, n*OH*OW)
+            xp.matmul(w_mat, col, out=y[:, start:stop].reshape(OC, -1))  # one GEMM per slab
+        if bias is not None:
+            y += bias[:, None, None, None]
+        self.save_for_backward(x, weight)
+        return y.transpose(1, 0, 2, 3)  # an (N, OC, OH, OW) view of channel-major memory
 
     def backward(self, grad):
         # Forward is Y = W_mat @ col (+ b), so with G = dL/dY as an (OC, N*OH*OW) matrix:
         #   dL/dW_mat = G @ col^T,   dL/db = G summed over columns,
         #   dL/dcol = W_mat^T @ G,   and dL/dx = col2im(dL/dcol), which adds each
         #   column entry back onto the input pixel im2col copied it from.
-        col, weight = self.saved_tensors
-        OC = weight.shape[0]
-        g = grad.transpose(1, 0, 2, 3).reshape(OC, -1)  # free when grad is channel-major
-        grad_x = grad_w = grad_b = None
-        if self.needs_input_grad[0]:
-            grad_col = weight.reshape(OC, -1).T @ g
-            grad_x = col2im(grad_col, self.x_shape, weight.shape[2:], self.stride, self.padding)
-        if self.needs_input_grad[1]:
-            # Computed as (col @ g^T)^T: the same product, but OpenBLAS is many times slower
-            # on g @ col^T, whose inner dimension (N*OH*OW) is huge and outer ones tiny.
-            grad_w = (col @ g.T).T.reshape(weight.shape)
+        # Every term is a sum over columns, so it can be done slab by slab.
+        x, weight = self.saved_tensors
+        xp = self.xp(x)
+        OC, C, kh, kw = weight.shape
+        w_mat = weight.reshape(OC, -1)
+        need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
+        grad_w_t = xp.zeros((C * kh * kw, OC), dtype=grad.dtype) if need_w else None
+        grad_x_cnhw = xp.zeros((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype) if need_x else None
+        for start, stop in self.slabs:
+            g = grad[start:stop].transpose(1, 0, 2, 3).reshape(OC, -1)  # free when grad is channel-major
+            col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)
+            if need_w:
+                # col @ g^T, transposed at the end: the same product as g @ col^T, but OpenBLAS
+                # is many times slower when the inner dimension is huge and the outer ones tiny.
+                grad_w_t += col @ g.T
+            if need_x:
+                col2im(w_mat.T @ g, (stop - start,) + x.shape[1:], (kh, kw), self.stride, self.padding,
+                       out=grad_x_cnhw[:, start:stop])
+        grad_x = grad_x_cnhw.transpose(1, 0, 2, 3) if need_x else None
+        grad_w = grad_w_t.T.reshape(weight.shape) if need_w else None
+        grad_b = None
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            grad_b = g.sum(axis=1)
+            grad_b = grad.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b
-
-
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """Convolve x (N, C, H, W) with weight (OC, C, kh, kw); PyTorch's ``F.conv2d``."""
     op = "conv2d"
@@ -72,4 +107,4 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     return Conv2dFunction(stride, padding)(*inputs)
 
 
-__all__ = ["conv2d", "Conv2dFunction"]
+

@@ -73,18 +73,19 @@ def im2col(x, kernel, stride, padding):
     return col.reshape(C * kh * kw, N * OH * OW)
 
 
-def col2im(col, x_shape, kernel, stride, padding):
+def col2im(col, x_shape, kernel, stride, padding, out=None):
     """The adjoint of im2col: add every column entry back onto the pixel it was copied from.
 
     col (C*kh*kw, N*OH*OW) -> array of shape x_shape (N, C, H, W), returned as a
-    channel-major view. Overlapping windows (stride < kernel) add up.
+    channel-major view. Overlapping windows (stride < kernel) add up. With ``out``
+    (a zeroed channel-major (C, N, H, W) array) the sums go there instead.
     """
     xp = get_array_module(col)
     N, C, H, W = x_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
     col = col.reshape(C, kh, kw, N, OH, OW)
-    dx_cnhw = xp.zeros((C, N, H, W), dtype=col.dtype)
+    dx_cnhw = xp.zeros((C, N, H, W), dtype=col.dtype) if out is None else out
     for i, j, out_index, in_index in kernel_offsets(kernel, stride, padding, (H, W), (OH, OW)):
         dx_cnhw[:, :, in_index[0], in_index[1]] += col[:, i, j, :, out_index[0], out_index[1]]
     return dx_cnhw.transpose(1, 0, 2, 3)
