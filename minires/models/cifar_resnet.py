@@ -15,7 +15,7 @@ A block is  y = ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x)).  Shortcut optio
 A plain network is the same stack with no shortcut at all.
 """
 import minires.functional as F
-from minires.nn import init
+from minires.models.stages import he_init_convolutions, make_stages
 from minires.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Identity, Linear, Sequential
 from minires.nn.module import Module
 
@@ -82,18 +82,11 @@ class CifarResNet(Module):
         widths = (width, 2 * width, 4 * width)
         self.conv1 = Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.bn1 = BatchNorm2d(width)
-        blocks, channels = [], width
-        for stage, out_channels in enumerate(widths):
-            for index in range(n):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(channels, out_channels, stride, shortcut))
-                channels = out_channels
-        self.layers = Sequential(*blocks)
+        self.layers, channels = make_stages(
+            lambda cin, cout, stride: BasicBlock(cin, cout, stride, shortcut), width, widths, n)
         self.pool = GlobalAvgPool2d()
         self.fc = Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, Conv2d):
-                init.kaiming_normal_(module.weight, mode="fan_out")
+        he_init_convolutions(self)
 
     def blocks(self):
         return list(self.layers)

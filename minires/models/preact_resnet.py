@@ -10,8 +10,8 @@ Where the shape changes, the shortcut is a 1x1 convolution of the pre-activated 
 CIFAR depths: basic 6n+2 (e.g. 20, 110), bottleneck 9n+2 (e.g. 164, 1001).
 """
 import minires.functional as F
-from minires.nn import init
-from minires.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, Sequential
+from minires.models.stages import he_init_convolutions, make_stages
+from minires.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear
 from minires.nn.module import Module
 
 
@@ -76,19 +76,11 @@ class PreActResNet(Module):
         block = PreActBottleneck if bottleneck else PreActBlock
         self.depth = depth
         self.conv1 = Conv2d(in_channels, width, 3, padding=1, bias=False)
-        blocks, channels = [], width
-        for stage, stage_width in enumerate((width, 2 * width, 4 * width)):
-            for index in range(n):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(block(channels, stage_width, stride))
-                channels = stage_width * block.expansion
-        self.layers = Sequential(*blocks)
+        self.layers, channels = make_stages(block, width, (width, 2 * width, 4 * width), n, block.expansion)
         self.bn = BatchNorm2d(channels)  # the last block's output is not yet activated
         self.pool = GlobalAvgPool2d()
         self.fc = Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, Conv2d):
-                init.kaiming_normal_(module.weight, mode="fan_out")
+        he_init_convolutions(self)
 
     def blocks(self):
         return list(self.layers)

@@ -5,8 +5,8 @@ Pre-activation basic blocks, k times wider than the CIFAR ResNet (widths 16k,
     BN-ReLU-conv3x3 -> BN-ReLU-dropout-conv3x3   (+ x, or a 1x1 conv where the shape changes)
 """
 import minires.functional as F
-from minires.nn import init
-from minires.nn.layers import BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, Linear, Sequential
+from minires.models.stages import he_init_convolutions, make_stages
+from minires.nn.layers import BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, Linear
 from minires.nn.module import Module
 
 
@@ -37,19 +37,12 @@ class WideResNet(Module):
         n = (depth - 4) // 6
         self.depth, self.k = depth, k
         self.conv1 = Conv2d(in_channels, 16, 3, padding=1, bias=False)
-        blocks, channels = [], 16
-        for stage, width in enumerate((16 * k, 32 * k, 64 * k)):
-            for index in range(n):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(WideBlock(channels, width, stride, dropout))
-                channels = width
-        self.layers = Sequential(*blocks)
+        self.layers, channels = make_stages(
+            lambda cin, cout, stride: WideBlock(cin, cout, stride, dropout), 16, (16 * k, 32 * k, 64 * k), n)
         self.bn = BatchNorm2d(channels)
         self.pool = GlobalAvgPool2d()
         self.fc = Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, Conv2d):
-                init.kaiming_normal_(module.weight, mode="fan_out")
+        he_init_convolutions(self)
 
     def blocks(self):
         return list(self.layers)
