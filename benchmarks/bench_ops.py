@@ -50,13 +50,13 @@ def ours_and_torch(forward, arrays, grad_shape, rng):
     def ours():
         forward("minires", *ours_inputs).backward(grad)
 
-    theirs = None
-    if torch is not None:
-        torch_inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
-        torch_grad = torch.tensor(grad)
+    if torch is None:
+        return ours, None
+    torch_inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    torch_grad = torch.tensor(grad)
 
-        def theirs():
-            forward("torch", *torch_inputs).backward(torch_grad)
+    def theirs():
+        forward("torch", *torch_inputs).backward(torch_grad)
 
     return ours, theirs
 
