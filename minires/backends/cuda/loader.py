@@ -1,0 +1,141 @@
+"""Compile our CUDA kernels (``kernels/*.cu``) with CuPy and launch them.
+
+Each ``.cu`` file holds *templates* such as ``template <typename T> __global__
+void relu_forward(const T* x, T* y, int n)``. :class:`KernelFile` hands the
+file's source to ``cupy.RawModule`` together with the instantiations we want
+(``name_expressions`` like ``"relu_forward<float>"``); NVRTC compiles them once
+per device and dtype, and we keep the compiled module for the rest of the run.
+
+Launching follows CuPy's convention ``kernel(grid, block, args)``. Every array
+argument must be C-contiguous and every scalar explicitly typed
+(``numpy.int32`` for sizes, the array's float type for values): CUDA reads the
+argument bytes exactly as the kernel's signature declares them.
+
+A second provider can stand in for CuPy: the CPU emulation harness in
+``tests/cuda_emulation`` compiles the same ``.cu`` files with the host C++
+compiler, so that the whole kernel path (these wrappers included) runs on NumPy
+arrays on a machine without a GPU. See :func:`use_kernel_provider`.
+"""
+import contextlib
+import os
+
+import numpy
+
+from minires.backends.dispatch import cupy, get_array_module
+from minires.backends.kernel_files import kernel_dir
+
+BLOCK = 256  # threads per block for every launch (the kernels' shared arrays are this size)
+MAX_GRID = 65535  # enough blocks to fill any GPU; grid-stride loops cover the rest
+C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
+
+_provider = None  # None: CuPy. Otherwise a callable standing in for cupy.RawModule (emulation).
+_poison = False  # fill new output arrays with NaN (see poison_outputs)
+
+
+def uses_kernels(array):
+    """Whether ops on ``array`` run through our kernels: CuPy arrays, or any array while emulating."""
+    if _provider is not None:
+        return True
+    return cupy is not None and isinstance(array, cupy.ndarray)
+
+
+@contextlib.contextmanager
+def use_kernel_provider(provider):
+    """Route every kernel launch to ``provider(code=..., name_expressions=...)`` (a RawModule
+    look-alike) and send NumPy arrays down the kernel path too. Used by the CPU emulation tests."""
+    global _provider
+    previous, _provider = _provider, provider
+    try:
+        yield
+    finally:
+        _provider = previous
+
+
+@contextlib.contextmanager
+def poison_outputs():
+    """Fill every output array the wrappers allocate with NaN before the kernel runs, so an
+    element a kernel forgets to write shows up as NaN instead of passing by luck."""
+    global _poison
+    previous, _poison = _poison, True
+    try:
+        yield
+    finally:
+        _poison = previous
+
+
+def empty(shape, dtype, like):
+    """An uninitialised output array on the same device as ``like`` (NaN while poisoning)."""
+    xp = get_array_module(like)
+    out = xp.empty(shape, dtype=dtype)
+    if _poison and out.dtype.kind == "f":
+        out.fill(numpy.nan)
+    return out
+
+
+def empty_like(array):
+    return empty(array.shape, array.dtype, array)
+
+
+def int32(value):
+    """A size or index as the kernels' ``int``; refuse values that would wrap around."""
+    if not -2**31 <= int(value) < 2**31:
+        raise ValueError(f"{value} does not fit in a 32-bit int; the kernels index with int (use a smaller batch)")
+    return numpy.int32(value)
+
+
+def scalar(value, dtype):
+    """A float argument typed like the kernel's ``T`` (float or double)."""
+    return numpy.dtype(dtype).type(value)
+
+
+def blocks_for(n):
+    """Enough BLOCK-sized blocks for n threads (at least 1, at most MAX_GRID)."""
+    return max(1, min((int(n) + BLOCK - 1) // BLOCK, MAX_GRID))
+
+
+KERNEL_FILES = {}  # filename -> KernelFile, filled as the wrapper modules are imported
+
+
+class KernelFile:
+    """One ``kernels/<filename>`` and the template kernels it defines."""
+
+    def __init__(self, filename, kernel_names):
+        self.filename, self.kernel_names = filename, tuple(kernel_names)
+        self._modules = {}  # (provider, device id, C type) -> compiled module
+        KERNEL_FILES[filename] = self
+
+    def source(self):
+        with open(os.path.join(kernel_dir(), self.filename), encoding="utf-8") as f:
+            return f.read()
+
+    def name_expressions(self, c_type):
+        return [f"{name}<{c_type}>" for name in self.kernel_names]
+
+    def function(self, name, dtype):
+        """The compiled ``name<T>`` for arrays of ``dtype`` on the current device."""
+        if name not in self.kernel_names:
+            raise KeyError(f"{self.filename} declares no kernel {name!r} (it has {', '.join(self.kernel_names)})")
+        dtype = numpy.dtype(dtype)
+        if dtype not in C_TYPES:
+            raise TypeError(f"our CUDA kernels take float32 or float64 arrays, got {dtype}")
+        c_type = C_TYPES[dtype]
+        device = -1 if _provider is not None else cupy.cuda.runtime.getDevice()
+        key = (_provider, device, c_type)
+        if key not in self._modules:  # compile once per device and dtype
+            make_module = _provider or cupy.RawModule
+            self._modules[key] = make_module(
+                code=self.source(), options=("-std=c++14",), name_expressions=self.name_expressions(c_type))
+        return self._modules[key].get_function(f"{name}<{c_type}>")
+
+    def launch(self, name, dtype, grid, args):
+        """Run ``name<T>`` on ``grid`` blocks of BLOCK threads."""
+        self.function(name, dtype)((int(grid),), (BLOCK,), tuple(args))
+
+    def launch_over(self, name, dtype, n, args):
+        """Run ``name<T>`` with enough threads for n elements (the kernel loops grid-stride)."""
+        self.launch(name, dtype, blocks_for(n), args)
+
+
+def contiguous(array):
+    """The kernels index arrays as dense C-ordered memory; copy if the array is a strided view."""
+    return array if array.flags.c_contiguous else get_array_module(array).ascontiguousarray(array)
