@@ -9,10 +9,13 @@ whose ``col`` fits in about 2 MB of cache: each slab is one im2col + one GEMM,
 and ``col`` never travels to main memory. Backward rebuilds each slab's ``col``
 instead of keeping them all: the same cache-sized work again, and no 9x copy of
 every activation held between forward and backward. On a GPU the whole batch
-is one slab.
+is one slab (see minires/backends/cuda/conv.py: our im2col kernel and one batched
+GEMM that writes NCHW directly).
 """
 import numpy
 
+from minires.backends.cuda import conv as conv_kernels
+from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import col2im, conv_output_size, im2col
 from minires.ops.validate import pair, require_float, require_ndim, require_same_dtype
@@ -32,6 +35,9 @@ class Conv2dFunction(Function):
         self.stride, self.padding = stride, padding
 
     def forward(self, x, weight, bias=None):
+        if uses_kernels(x):  # GPU: kernels/im2col.cu + a batched GEMM; backward rebuilds col from x
+            self.save_for_backward(x, weight)
+            return conv_kernels.conv2d_forward(x, weight, bias, self.stride, self.padding)
         xp = self.xp(x)
         OC, C, kh, kw = weight.shape
         N, _, H, W = x.shape
@@ -55,6 +61,10 @@ class Conv2dFunction(Function):
         #   column entry back onto the input pixel im2col copied it from.
         # Every term is a sum over columns, so it can be done slab by slab.
         x, weight = self.saved_tensors
+        need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
+        if uses_kernels(grad):
+            return conv_kernels.conv2d_backward(grad, x, weight, self.stride, self.padding,
+                                                self.needs_input_grad[0], self.needs_input_grad[1], need_b)
         xp = self.xp(x)
         OC, C, kh, kw = weight.shape
         w_mat = weight.reshape(OC, -1)
@@ -73,9 +83,7 @@ class Conv2dFunction(Function):
                        out=grad_x_cnhw[:, start:stop])
         grad_x = grad_x_cnhw.transpose(1, 0, 2, 3) if need_x else None
         grad_w = grad_w_t.T.reshape(weight.shape) if need_w else None
-        grad_b = None
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            grad_b = grad.sum(axis=(0, 2, 3))
+        grad_b = grad.sum(axis=(0, 2, 3)) if need_b else None
         return grad_x, grad_w, grad_b
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """Convolve x (N, C, H, W) with weight (OC, C, kh, kw); PyTorch's ``F.conv2d``."""

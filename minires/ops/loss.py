@@ -1,4 +1,7 @@
 """Softmax cross-entropy with integer labels and optional label smoothing."""
+from minires.backends import get_array_module
+from minires.backends.cuda import cross_entropy as cross_entropy_kernels
+from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
 from minires.ops.validate import require_float, require_ndim
@@ -23,6 +26,11 @@ class CrossEntropyFunction(Function):
         return q
 
     def forward(self, logits):
+        if uses_kernels(logits):  # GPU: kernels/cross_entropy.cu; backward needs the softmax and labels
+            labels = cross_entropy_kernels.int64_labels(self.labels)
+            loss, probabilities = cross_entropy_kernels.cross_entropy_forward(logits, labels, self.label_smoothing)
+            self.save_for_backward(probabilities, labels)
+            return loss
         xp = self.xp(logits)
         N, C = logits.shape
         log_p = log_softmax_array(logits)
@@ -33,6 +41,9 @@ class CrossEntropyFunction(Function):
     def backward(self, grad):
         # L = -(1/N) sum_n sum_c q_nc log softmax(z_n)_c. Since sum_c q_nc = 1,
         # dL/dz_nc = (softmax(z_n)_c - q_nc) / N.
+        if uses_kernels(grad):
+            probabilities, labels = self.saved_tensors
+            return cross_entropy_kernels.cross_entropy_backward(probabilities, labels, grad, self.label_smoothing)
         log_p, q = self.saved_tensors
         xp = self.xp(log_p)
         return grad * (xp.exp(log_p) - q) / log_p.shape[0]
@@ -44,17 +55,19 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
     require_ndim(op, "logits", logits, 2)
     require_float(op, "logits", logits)
     label_array = labels.data if isinstance(labels, Tensor) else labels
-    xp = Function.xp(logits.data)
-    label_array = xp.asarray(label_array)
+    label_array = get_array_module(label_array).asarray(label_array)  # checked where it lies now
     N, C = logits.shape
     if label_array.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be integers (class indices), got dtype {label_array.dtype}")
     if label_array.shape != (N,):
         raise ValueError(f"{op}: labels must have shape ({N},) to match logits {tuple(logits.shape)}, got {label_array.shape}")
-    if N and (int(label_array.min()) < 0 or int(label_array.max()) >= C):
+    # One yes/no answer: for labels on a GPU, reading it back is this function's only wait
+    # for the device (labels still on the host are checked before they are copied over).
+    if N and bool(((label_array < 0) | (label_array >= C)).any()):
         raise ValueError(
             f"{op}: labels must lie in [0, {C}) for {C} classes, got values from {int(label_array.min())} to {int(label_array.max())}"
         )
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    label_array = Function.xp(logits.data).asarray(label_array)  # onto the logits' device
     return CrossEntropyFunction(label_array, label_smoothing)(logits)

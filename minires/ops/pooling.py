@@ -4,6 +4,8 @@ Like convolution, max and average pooling loop over the kh*kw offsets inside
 the window (see ``minires.ops.im2col.kernel_offsets``); each step handles all
 images, channels and output pixels at once.
 """
+from minires.backends.cuda import pooling as pooling_kernels
+from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import conv_output_size, kernel_offsets
 from minires.ops.validate import pair, require_float, require_ndim
@@ -17,6 +19,11 @@ class MaxPool2dFunction(Function):
         xp = self.xp(x)
         N, C, H, W = x.shape
         OH, OW = (conv_output_size(n, k, s, p) for n, k, s, p in zip((H, W), self.kernel, self.stride, self.padding))
+        self.x_shape = x.shape
+        if uses_kernels(x):  # GPU: kernels/pooling.cu, one thread per output (argmax kept as int32)
+            y, argmax = pooling_kernels.max_pool_forward(x, self.kernel, self.stride, self.padding, (OH, OW))
+            self.save_for_backward(argmax)
+            return y
         offsets = list(kernel_offsets(self.kernel, self.stride, self.padding, (H, W), (OH, OW)))
         y = xp.full((N, C, OH, OW), -xp.inf, dtype=x.dtype)  # padding counts as -inf
         for _, _, out_index, in_index in offsets:
@@ -28,7 +35,6 @@ class MaxPool2dFunction(Function):
         for i, j, out_index, in_index in reversed(offsets):
             is_max = x[:, :, in_index[0], in_index[1]] == y[:, :, out_index[0], out_index[1]]
             xp.copyto(argmax[:, :, out_index[0], out_index[1]], i * self.kernel[1] + j, where=is_max)
-        self.x_shape = x.shape
         self.save_for_backward(argmax)
         return y
 
@@ -36,6 +42,8 @@ class MaxPool2dFunction(Function):
         # y = x[argmax]: the whole gradient goes to the input pixel that won, others get 0.
         # Windows overlap when stride < kernel, so one pixel can collect from several outputs.
         (argmax,) = self.saved_tensors
+        if uses_kernels(grad):  # GPU: one thread per input pixel gathers from the windows it won
+            return pooling_kernels.max_pool_backward(grad, argmax, self.x_shape, self.kernel, self.stride, self.padding)
         xp = self.xp(grad)
         H, W = self.x_shape[2:]
         grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
@@ -55,15 +63,19 @@ class AvgPool2dFunction(Function):
         xp = self.xp(x)
         N, C, H, W = x.shape
         OH, OW = (conv_output_size(n, k, s, p) for n, k, s, p in zip((H, W), self.kernel, self.stride, self.padding))
+        self.x_shape = x.shape
+        if uses_kernels(x):  # GPU: kernels/pooling.cu, one thread per output
+            return pooling_kernels.avg_pool_forward(x, self.kernel, self.stride, self.padding, (OH, OW))
         y = xp.zeros((N, C, OH, OW), dtype=x.dtype)
         for _, _, out_index, in_index in kernel_offsets(self.kernel, self.stride, self.padding, (H, W), (OH, OW)):
             y[:, :, out_index[0], out_index[1]] += x[:, :, in_index[0], in_index[1]]
         y /= self.kernel[0] * self.kernel[1]
-        self.x_shape = x.shape
         return y
 
     def backward(self, grad):
         # y = (1/(kh*kw)) sum over the window: each pixel in it gets grad / (kh*kw).
+        if uses_kernels(grad):  # GPU: one thread per input pixel gathers from the windows containing it
+            return pooling_kernels.avg_pool_backward(grad, self.x_shape, self.kernel, self.stride, self.padding)
         xp = self.xp(grad)
         H, W = self.x_shape[2:]
         grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
@@ -76,10 +88,14 @@ class AvgPool2dFunction(Function):
 class GlobalAvgPool2dFunction(Function):
     def forward(self, x):
         self.x_shape = x.shape
+        if uses_kernels(x):  # GPU: one block of threads per (n, c) sums the channel in shared memory
+            return pooling_kernels.global_avg_pool_forward(x)
         return x.mean(axis=(2, 3))
 
     def backward(self, grad):
         # y[n, c] = (1/(H*W)) sum_hw x[n, c, h, w]: every pixel gets grad[n, c] / (H*W).
+        if uses_kernels(grad):
+            return pooling_kernels.global_avg_pool_backward(grad, self.x_shape)
         xp = self.xp(grad)
         H, W = self.x_shape[2:]
         return xp.broadcast_to((grad / (H * W))[:, :, None, None], self.x_shape).copy()

@@ -5,6 +5,8 @@ the shortcut takes every stride-th pixel and appends zero channels:
     y[n, c, h, w] = x[n, c, h*stride, w*stride]   for c < C_in
     y[n, c, h, w] = 0                             for C_in <= c < C_out
 """
+from minires.backends.cuda import shortcut as shortcut_kernels
+from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.ops.validate import require_float, require_ndim
 
@@ -14,18 +16,22 @@ class ZeroPadShortcutFunction(Function):
         self.out_channels, self.stride = out_channels, stride
 
     def forward(self, x):
+        self.x_shape = x.shape
+        if uses_kernels(x):  # GPU: kernels/shortcut.cu
+            return shortcut_kernels.shortcut_forward(x, self.out_channels, self.stride)
         xp = self.xp(x)
         N, C, H, W = x.shape
         s = self.stride
         sub = x[:, :, ::s, ::s]
         y = xp.zeros((N, self.out_channels) + sub.shape[2:], dtype=x.dtype)
         y[:, :C] = sub
-        self.x_shape = x.shape
         return y
 
     def backward(self, grad):
         # Each kept input pixel was copied once, unchanged: it gets its output's gradient.
         # Skipped pixels and the zero channels did not depend on x: gradient 0.
+        if uses_kernels(grad):
+            return shortcut_kernels.shortcut_backward(grad, self.x_shape, self.stride)
         xp = self.xp(grad)
         N, C, H, W = self.x_shape
         s = self.stride
