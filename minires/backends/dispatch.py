@@ -18,7 +18,13 @@ def cuda_status():
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # no driver, driver too old for this CuPy, ...
-        return False, f"CuPy could not talk to the CUDA driver: {err}"
+        message = str(err)
+        if "InsufficientDriver" in message:
+            return False, ("the NVIDIA driver is too old for this CuPy build; update the driver or install "
+                           f"the CuPy for your CUDA version (minires[cuda12] instead of [cuda13]) ({message})")
+        if "NoDevice" in message:
+            return False, f"CuPy is installed but no CUDA device was found ({message})"
+        return False, f"CuPy could not talk to the CUDA driver (is the NVIDIA driver installed?): {message}"
     if count == 0:
         return False, "CuPy is installed but no CUDA device was found"
     return True, f"{count} CUDA device(s) found"

@@ -1,4 +1,6 @@
 """Stochastic gradient descent, with PyTorch's momentum, dampening and Nesterov rule."""
+from minires.backends.cuda import sgd as sgd_kernels
+from minires.backends.cuda import empty_like, uses_kernels
 from minires.optim.optimizer import Optimizer, _check_non_negative
 
 
@@ -27,6 +29,9 @@ class SGD(Optimizer):
 
     def _update(self, p, state, group):
         lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+        if uses_kernels(p.data):  # GPU: the whole update in one kernel (kernels/sgd.cu)
+            self._update_with_kernel(p, state, lr, mu, tau, wd, group["nesterov"])
+            return
         g = p.grad
         if wd != 0:
             g = g + wd * p.data
@@ -39,3 +44,12 @@ class SGD(Optimizer):
                 buf += (1 - tau) * g
             g = g + mu * buf if group["nesterov"] else buf
         p.data -= lr * g
+
+    def _update_with_kernel(self, p, state, lr, mu, tau, wd, nesterov):
+        if mu == 0:
+            sgd_kernels.sgd_step(p.data, p.grad, lr, wd)
+            return
+        first_step = state.get("momentum_buffer") is None
+        if first_step:  # the kernel fills it with g
+            state["momentum_buffer"] = empty_like(p.data)
+        sgd_kernels.sgd_momentum_step(p.data, p.grad, state["momentum_buffer"], lr, mu, tau, wd, nesterov, first_step)
