@@ -9,10 +9,14 @@ ratio = minires time / PyTorch time (lower is better; target for conv2d: <= 1.5)
 The "ResNet-20 total" row weights each conv shape by how often ResNet-20 uses it.
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout works uninstalled
 
 import minires
 import minires.functional as F

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout works uninstalled
+
 
 def read_status(field):
     with open("/proc/self/status") as f:
@@ -60,45 +62,11 @@ def minires_step_function(batch):
 
 def torch_step_function(batch):
     import torch
-    import torch.nn as nn
     import torch.nn.functional as TF
+    from torch_reference import TorchCifarResNet
 
     torch.manual_seed(0)
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.stride, self.extra = stride, cout - cin
-
-        def forward(self, x):
-            out = self.bn2(self.conv2(TF.relu(self.bn1(self.conv1(x)))))
-            shortcut = x[:, :, ::self.stride, ::self.stride]
-            if self.extra:  # option A: zero channels appended
-                shortcut = TF.pad(shortcut, (0, 0, 0, 0, 0, self.extra))
-            return TF.relu(out + shortcut)
-
-    class ResNet20(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-            self.bn = nn.BatchNorm2d(16)
-            blocks, cin = [], 16
-            for stage, cout in enumerate((16, 32, 64)):
-                for i in range(3):
-                    blocks.append(Block(cin, cout, 2 if stage and i == 0 else 1))
-                    cin = cout
-            self.blocks = nn.Sequential(*blocks)
-            self.fc = nn.Linear(64, 10)
-
-        def forward(self, x):
-            out = self.blocks(TF.relu(self.bn(self.conv(x))))
-            return self.fc(out.mean(dim=(2, 3)))
-
-    model = ResNet20()
+    model = TorchCifarResNet(20)
     assert sum(p.numel() for p in model.parameters()) == 269_722
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     images = torch.randn(batch, 3, 32, 32)
