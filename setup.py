@@ -19,7 +19,7 @@ setup(
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13.6"],
-        "dev": ["pytest>=7"],
+        "dev": ["pytest>=7", "jupytext>=1.14"],  # jupytext: the tutorials are checked as notebooks too
     },
     entry_points={"console_scripts": ["minires=minires.__main__:main"]},
     license="MIT",
