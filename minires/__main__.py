@@ -1,4 +1,4 @@
-"""Command line: ``python -m minires {train,evaluate,check}``.
+"""Command line: ``python -m minires {train,evaluate,check,gradflow}``.
 
 With no arguments, ``python -m minires train`` trains the small MNIST ResNet on the
 bundled MNIST sample, offline.
@@ -11,6 +11,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minires", description="minires command line")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from minires.experiments.command import add_gradflow_arguments
     from minires.training.evaluate_command import add_evaluate_arguments
     from minires.training.train_command import add_train_arguments
 
@@ -18,6 +19,8 @@ def main(argv=None):
     add_evaluate_arguments(commands.add_parser("evaluate", help="accuracy and per-class table of a checkpoint"))
     check = commands.add_parser("check", help="gradient-check every op and print a table")
     check.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
+    add_gradflow_arguments(commands.add_parser(
+        "gradflow", help="gradient-flow experiments: norms, degradation, identity, lesion"))
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
@@ -30,6 +33,10 @@ def main(argv=None):
             from minires.training import train_command
 
             return train_command.run(args, argv)
+        if args.command == "gradflow":
+            from minires.experiments import command as gradflow_command
+
+            return gradflow_command.run(args)
         from minires.training import evaluate_command
 
         return evaluate_command.run(args)

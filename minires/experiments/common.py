@@ -1,0 +1,113 @@
+"""What every gradient-flow experiment shares: presets, seeding, progress bars, output files, figures.
+
+An experiment is a function with a table of *presets* (named dicts of settings:
+"tiny" for the tests, "laptop" for a 2-core CPU, "gpu" for the paper's sizes).
+A caller picks a preset and may override any of its keys:
+
+    settings = choose_settings(PRESETS, "laptop", {"iterations": 20})
+
+Results are written as plain CSV / JSON (raw numbers) and PNG (figures) into an
+output folder; with ``out=None`` nothing is written and only the returned dict
+remains.
+"""
+import csv
+import json
+import os
+import sys
+
+import minires
+from minires.training.train_command import check_device
+
+
+def choose_settings(presets, preset, overrides):
+    """The preset's settings with ``overrides`` applied; unknown names raise ValueError."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+    unknown = sorted(set(overrides) - set(presets[preset]))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; the settings are: {', '.join(presets[preset])}")
+    return {**presets[preset], **overrides}
+
+
+def describe_presets(presets):
+    """One line per preset, ``name: key=value, ...``, for ``--help`` (a size of None reads "all")."""
+    return "\n".join(f"  {name}: " + ", ".join(f"{k}={'all' if v is None else v}" for k, v in settings.items())
+                     for name, settings in presets.items())
+
+
+def start(seed, device):
+    """Seed every generator minires uses and check that ``device`` is usable; returns the device."""
+    minires.manual_seed(seed)
+    return check_device(device)
+
+
+def progress_bar(iterable, total, description, enabled):
+    """A tqdm bar on stderr when ``enabled`` (None: only when stderr is a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)
+
+
+def l2_norm(array):
+    """The Euclidean norm of a whole NumPy or CuPy array, as a Python float (summed in float64)."""
+    return float((array.astype("float64") ** 2).sum()) ** 0.5
+
+
+# ---- output files ---------------------------------------------------------------------
+
+def output_path(out, filename):
+    """``out/filename``, creating ``out``; None when ``out`` is None (write nothing)."""
+    if out is None:
+        return None
+    os.makedirs(out, exist_ok=True)
+    return os.path.join(out, filename)
+
+
+def write_json(out, filename, value):
+    path = output_path(out, filename)
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=2)
+    return path
+
+
+def write_csv(out, filename, rows):
+    """``rows`` is a list of dicts with the same keys: the keys become the header."""
+    path = output_path(out, filename)
+    if path is not None:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+# ---- figures ----------------------------------------------------------------------------
+
+def new_figure(columns=1, width_per_column=5.5, height=4.0):
+    """A matplotlib figure with ``columns`` side-by-side axes, drawn off screen (Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no window
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, columns, figsize=(width_per_column * columns, height), squeeze=False)
+    return figure, list(axes[0])
+
+
+def save_figure(figure, out, filename, title=""):
+    """Write ``figure`` as a small PNG into ``out`` (if not None) and close it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = output_path(out, filename)
+    if path is not None:
+        figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -1,0 +1,130 @@
+"""A lesion study (Veit et al. 2016): delete one block of a trained network at test time.
+
+Train a ResNet and a plain network of the same depth, then, for each block i in
+turn, evaluate the test error with that block removed and everything else
+untouched. "Removing block i" means its output is replaced by what is left
+without its layers:
+
+  ResNet  y = shortcut(x): the residual branch is skipped and only the identity
+          (or, where the shape changes, the option-A subsample-and-zero-pad) remains.
+          The block's final ReLU would change nothing, since x >= 0 already.
+  plain   y = x where the block keeps the shape. A plain block that halves the
+          resolution and doubles the channels has no shortcut of its own; we use
+          the same parameter-free zero-pad shortcut as the ResNet's, so that every
+          block of both networks can be deleted. Those downsampling blocks are
+          marked in the CSV and drawn with hollow markers.
+
+Veit et al. read a ResNet as an ensemble of many paths of different lengths:
+deleting one block removes only half of the paths, and most of the others
+still work, so the error rises a little. In a plain network there is only one
+path, and deleting any block breaks it: accuracy collapses towards chance.
+"""
+import time
+
+import numpy
+
+import minires
+import minires.functional as F
+from minires.experiments.common import (
+    choose_settings, new_figure, save_figure, start, write_csv, write_json,
+)
+from minires.experiments.recipe import (
+    NETWORK_KINDS, build_network, changes_shape, endless_batches, error_rate, head, held_out_batches, load_data,
+    network_name, stem, train,
+)
+
+PRESETS = {
+    "tiny": dict(dataset="mnist_sample", train_size=2048, test_size=256, depth=26, width=4, batch_size=32,
+                 iterations=200, lr=0.1, weight_decay=1e-4, milestones=(0.5, 0.75), augment=False),
+    "laptop": dict(dataset="mnist_sample", train_size=None, test_size=None, depth=56, width=4, batch_size=32,
+                   iterations=1000, lr=0.1, weight_decay=1e-4, milestones=(0.5, 0.75), augment=False),
+    "gpu": dict(dataset="cifar10", train_size=None, test_size=None, depth=110, width=16, batch_size=128,
+                iterations=64000, lr=0.1, weight_decay=1e-4, milestones=(0.5, 0.75), augment=True),
+}
+
+
+def without_block(block, x):
+    """What a deleted block leaves behind: its shortcut (ResNet), the identity or a zero-pad (plain)."""
+    if block.shortcut is not None:
+        return block.shortcut(x)
+    if changes_shape(block):
+        return F.zero_pad_shortcut(x, block.conv1.out_channels, block.conv1.stride)
+    return x
+
+
+def forward_with_block_deleted(model, deleted):
+    """A function images -> logits that runs ``model`` with block number ``deleted`` removed."""
+    def forward(images):
+        features = stem(model, images)
+        for index, block in enumerate(model.blocks()):
+            features = without_block(block, features) if index == deleted else block(features)
+        return head(model, features)
+    return forward
+
+
+def lesion_one_network(kind, settings, train_set, test_loader, seed, device, progress):
+    """Train a network, then measure its test accuracy intact and with each block deleted."""
+    minires.manual_seed(seed)
+    model = build_network(kind, settings["depth"], settings["width"], train_set, device)
+    batches = endless_batches(train_set, settings["batch_size"], seed, settings["augment"])
+    name = network_name(kind, settings["depth"])
+    train(model, batches, settings, device, progress, name)
+    model.eval()
+    intact = 1 - error_rate(model, test_loader, device)
+    rows = [{"network": name, "kind": kind, "deleted_block": index, "changes_shape": changes_shape(block),
+             "accuracy": 1 - error_rate(forward_with_block_deleted(model, index), test_loader, device)}
+            for index, block in enumerate(model.blocks())]
+    return intact, rows
+
+
+def plot_lesions(rows, intact, settings, out):
+    figure, (axis,) = new_figure(1, width_per_column=7.0)
+    colours = {"resnet": "tab:blue", "plain": "tab:red"}
+    for kind, colour in colours.items():
+        name = network_name(kind, settings["depth"])
+        mine = [row for row in rows if row["network"] == name]
+        axis.plot([row["deleted_block"] for row in mine], [row["accuracy"] for row in mine], "-", color=colour,
+                  linewidth=1, label=f"{name}, one block deleted")
+        for row in mine:
+            axis.plot(row["deleted_block"], row["accuracy"], "o", color=colour,
+                      markerfacecolor="white" if row["changes_shape"] else colour)
+        axis.axhline(intact[name], color=colour, linestyle=":", label=f"{name}, intact")
+    axis.set(xlabel="deleted block (hollow: a downsampling block)", ylabel="test accuracy", ylim=(0, 1.02))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower left")
+    return save_figure(figure, out, "lesion.png",
+                       f"lesion study: {settings['dataset']}, depth {settings['depth']}, width {settings['width']}")
+
+
+def lesion(preset="laptop", out=None, seed=0, device="cpu", data_root=None, download=False,
+           progress=None, **overrides):
+    """Train a ResNet and a plain net, then delete each block in turn and measure test accuracy.
+
+    Writes lesion.csv / .json / .png into ``out`` (unless None). Returns a dict with
+    "intact" (test accuracy per network), "rows" (network, deleted_block, changes_shape,
+    accuracy) and "one_block_deleted": per network, the mean and the median accuracy
+    over the deletions of blocks that keep the shape (downsampling blocks left out).
+    """
+    settings = choose_settings(PRESETS, preset, overrides)
+    device = start(seed, device)
+    began = time.perf_counter()
+    train_set, test_set = load_data(settings["dataset"], data_root, download,
+                                    settings["train_size"], settings["test_size"], seed)
+    test_loader = held_out_batches(test_set, train_set)
+    intact, rows = {}, []
+    for kind in NETWORK_KINDS:
+        accuracy, network_rows = lesion_one_network(kind, settings, train_set, test_loader, seed, device, progress)
+        intact[network_name(kind, settings["depth"])] = accuracy
+        rows += network_rows
+    one_block_deleted = {}
+    for name in intact:
+        accuracies = [row["accuracy"] for row in rows if row["network"] == name and not row["changes_shape"]]
+        one_block_deleted[name] = {"mean_accuracy": float(numpy.mean(accuracies)),
+                                   "median_accuracy": float(numpy.median(accuracies))}
+    result = {"experiment": "lesion", "preset": preset, "seed": seed, "device": device, "settings": settings,
+              "seconds": round(time.perf_counter() - began, 2), "intact": intact,
+              "one_block_deleted": one_block_deleted, "rows": rows}
+    write_csv(out, "lesion.csv", rows)
+    write_json(out, "lesion.json", result)
+    plot_lesions(rows, intact, settings, out)
+    return result

@@ -1,0 +1,247 @@
+"""The gradient-flow experiments on their "tiny" presets: the claims that hold robustly,
+the files they write, repeatability, the block-by-block forward passes, and bad input.
+
+Each experiment runs once per module (fixtures below) and several tests read its result.
+"""
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import minires
+from minires.__main__ import main
+from minires.experiments import degradation, gradient_norms, identity_mapping, lesion
+from minires.experiments.lesion import without_block
+from minires.experiments.recipe import build_network, head, load_data, stem
+from minires.models import CifarResNet
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+
+
+@pytest.fixture(scope="module")
+def norms(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("norms"))
+    return gradient_norms("tiny", out=out, progress=False), out
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("identity"))
+    return identity_mapping("tiny", out=out), out
+
+
+@pytest.fixture(scope="module")
+def lesions(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("lesion"))
+    return lesion("tiny", out=out, progress=False), out
+
+
+# ---- the block-by-block forward pass the experiments rely on -------------------------------
+
+@pytest.mark.parametrize("kind", ["plain", "resnet"])
+def test_stem_blocks_head_is_the_model(kind):
+    train_set, _ = load_data("mnist_sample", train_size=8)
+    model = build_network(kind, 14, 2, train_set).eval()
+    images = minires.tensor(np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32))
+    features = stem(model, images)
+    for block in model.blocks():
+        features = block(features)
+    np.testing.assert_array_equal(head(model, features).numpy(), model(images).numpy())
+
+
+# ---- gradient norms ------------------------------------------------------------------------
+
+def test_plain56_gradient_spread_far_exceeds_resnet56_at_initialisation(norms):
+    result, _ = norms
+    plain = result["summary"]["plain-56"]["block_input_first_to_last_at_init"]
+    resnet = result["summary"]["resnet-56"]["block_input_first_to_last_at_init"]
+    # Orders of magnitude (log10): measured about 4.1 for plain-56 and 1.8 for ResNet-56.
+    assert abs(math.log10(plain)) > abs(math.log10(resnet)) + 1.0
+    plain_conv = result["summary"]["plain-56"]["conv_weight_first_to_last_at_init"]
+    resnet_conv = result["summary"]["resnet-56"]["conv_weight_first_to_last_at_init"]
+    assert abs(math.log10(plain_conv)) > abs(math.log10(resnet_conv)) + 1.0
+
+
+def test_gradient_norms_record_every_block_and_conv(norms):
+    result, _ = norms
+    record = result["networks"]["resnet-56"]
+    assert record["iterations"] == [0, 1, 2]
+    assert all(len(norms) == 27 + 1 for norms in record["block_input_norms"])  # x_0 ... x_27
+    assert len(record["conv_names"]) == 55 and record["conv_names"][0] == "conv1"  # depth 56 = 55 convs + fc
+    assert all(n > 0 and math.isfinite(n) for row in record["conv_weight_norms"] for n in row)
+
+
+def test_gradient_norms_files(norms):
+    result, out = norms
+    rows = read_csv(os.path.join(out, "gradient_norms.csv"))
+    assert list(rows[0]) == ["network", "kind", "depth", "iteration", "quantity", "layer", "name", "norm"]
+    first = [r for r in rows if r["network"] == "plain-56" and r["iteration"] == "0" and r["quantity"] == "block_input"]
+    assert float(first[0]["norm"]) == pytest.approx(result["networks"]["plain-56"]["block_input_norms"][0][0])
+    with open(os.path.join(out, "gradient_norms.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    assert saved["summary"] == result["summary"] and saved["settings"]["depths"] == [8, 56]
+    for name in ("gradient_norms.png", "gradient_norms_training.png"):
+        assert_png(os.path.join(out, name))
+
+
+def test_gradient_norms_repeat_exactly_with_a_seed():
+    first = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=3)
+    again = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=3)
+    other = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=4)
+    assert first["networks"] == again["networks"]
+    assert first["networks"] != other["networks"]
+
+
+# ---- the identity-mapping view (eq. 5) -----------------------------------------------------
+
+def test_eq5_holds_to_rounding_error_within_each_stage(identity):
+    result, _ = identity
+    assert result["max_relative_difference"] < 1e-10
+    for row in result["rows"]:
+        assert row["eq4_max_relative_difference"] < 1e-10
+        # Leaving out the direct term dL/dx_L (the "1" of eq. 5) is badly wrong:
+        assert row["branch_only_max_relative_difference"] > 0.1
+
+
+def test_identity_check_skips_the_projection_blocks(identity):
+    result, _ = identity
+    # PreAct ResNet-14: blocks 0-5; blocks 2 and 4 start stages 2 and 3 with a 1x1 projection.
+    assert [row["block"] for row in result["rows"]] == [0, 1, 3, 5]
+    assert [row["L"] for row in result["rows"]] == [2, 2, 4, 6]
+    assert [row["stage"] for row in result["rows"]] == [1, 1, 2, 3]
+
+
+def test_identity_mapping_files(identity):
+    result, out = identity
+    rows = read_csv(os.path.join(out, "identity_mapping.csv"))
+    assert {"stage", "block", "L", "autograd_norm", "direct_term_norm", "branch_term_norm",
+            "eq5_max_relative_difference"} <= set(rows[0])
+    with open(os.path.join(out, "identity_mapping.json"), encoding="utf-8") as f:
+        assert json.load(f)["max_relative_difference"] == result["max_relative_difference"]
+    assert_png(os.path.join(out, "identity_mapping.png"))
+
+
+# ---- degradation -------------------------------------------------------------------------------
+
+def test_degradation_writes_training_curves(tmp_path):
+    result = degradation("tiny", out=str(tmp_path), progress=False)
+    rows = read_csv(os.path.join(tmp_path, "degradation.csv"))
+    assert list(rows[0]) == ["network", "iteration", "lr", "train_error", "test_error"]
+    assert {r["network"] for r in rows} == {"plain-8", "plain-20", "resnet-8", "resnet-20"}
+    plain8 = [r for r in rows if r["network"] == "plain-8"]
+    assert [int(r["iteration"]) for r in plain8] == [6, 12]
+    assert all(0 <= float(r["train_error"]) <= 1 and 0 <= float(r["test_error"]) <= 1 for r in rows)
+    # The lr is divided by 10 at 50% and 75% of the 12 iterations: it is 0.001 in the last one.
+    assert result["curves"]["plain-8"][-1]["lr"] == pytest.approx(0.001)
+    assert set(result["claims"]) == {"plain_deeper_trains_worse", "resnet_deeper_trains_at_least_as_well"}
+    assert_png(os.path.join(tmp_path, "degradation.png"))
+
+
+# ---- lesion ------------------------------------------------------------------------------------------
+
+def test_deleted_block_leaves_its_shortcut():
+    x = minires.tensor(np.abs(np.random.default_rng(0).standard_normal((2, 4, 8, 8))).astype(np.float32))
+    resnet_blocks = CifarResNet(14, "A", 4, 10, 1).blocks()
+    plain_blocks = CifarResNet(14, "none", 4, 10, 1).blocks()
+    np.testing.assert_array_equal(without_block(resnet_blocks[1], x).numpy(), x.numpy())  # identity shortcut
+    np.testing.assert_array_equal(without_block(plain_blocks[1], x).numpy(), x.numpy())   # same shape: identity
+    down = without_block(plain_blocks[2], x).numpy()   # halves the resolution, doubles the channels
+    np.testing.assert_array_equal(down[:, :4], x.numpy()[:, :, ::2, ::2])
+    assert down.shape == (2, 8, 4, 4) and not down[:, 4:].any()
+    np.testing.assert_array_equal(without_block(resnet_blocks[2], x).numpy(), down)
+
+
+def test_resnet_degrades_gracefully_and_plain_net_collapses(lesions):
+    result, _ = lesions
+    resnet, plain = result["one_block_deleted"]["resnet-26"], result["one_block_deleted"]["plain-26"]
+    assert result["intact"]["resnet-26"] > 0.8 and result["intact"]["plain-26"] > 0.5
+    # Measured with seeds 0-2: ResNet medians 0.72-0.75, plain medians about 0.15 (chance is 0.1).
+    assert resnet["median_accuracy"] > plain["median_accuracy"] + 0.3
+    assert result["intact"]["resnet-26"] - resnet["mean_accuracy"] < result["intact"]["plain-26"] - plain["mean_accuracy"]
+
+
+def test_lesion_files(lesions):
+    result, out = lesions
+    rows = read_csv(os.path.join(out, "lesion.csv"))
+    assert list(rows[0]) == ["network", "kind", "deleted_block", "changes_shape", "accuracy"]
+    assert len(rows) == 2 * 12  # two networks of 12 blocks each
+    assert [r["changes_shape"] for r in rows[:12]].count("True") == 2
+    with open(os.path.join(out, "lesion.json"), encoding="utf-8") as f:
+        assert json.load(f)["intact"] == result["intact"]
+    assert_png(os.path.join(out, "lesion.png"))
+
+
+# ---- command line and bad input ------------------------------------------------------------------------
+
+def test_command_line_runs_an_experiment(tmp_path, capsys):
+    out = str(tmp_path / "identity")
+    assert main(["gradflow", "identity", "--preset", "tiny", "--out", out, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "max relative difference" in printed and out in printed
+    assert os.path.isfile(os.path.join(out, "identity_mapping.json"))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["gradflow", "gradients"], "invalid choice: 'gradients'"),
+    (["gradflow", "norms", "--preset", "huge"], "invalid choice: 'huge'"),
+])
+def test_command_line_refuses_unknown_names(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_missing_cifar10_is_one_line_error_not_a_download(tmp_path, capsys):
+    argv = ["gradflow", "norms", "--preset", "tiny", "--dataset", "cifar10", "--data-root", str(tmp_path),
+            "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "data_batch_1.bin" in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []  # nothing was downloaded or written
+
+
+def test_unusable_device_is_one_line_error(capsys):
+    if minires.cuda_is_available():
+        pytest.skip("a GPU is usable here")
+    assert main(["gradflow", "identity", "--preset", "tiny", "--device", "cuda", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: --device cuda:0 is not usable: ")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: gradient_norms("huge"), "unknown preset 'huge'; choose one of: tiny, laptop, gpu"),
+    (lambda: lesion("tiny", depht=20), "unknown setting(s) depht"),
+    (lambda: degradation("tiny", depths=(8, 14, 20)), "degradation compares two depths"),
+])
+def test_python_api_refuses_bad_settings(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value)
+
+
+# ---- the GPU path ------------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+def test_experiments_give_the_cpu_numbers_on_a_gpu():
+    on_cpu = identity_mapping("tiny", device="cpu")
+    on_gpu = identity_mapping("tiny", device="cuda")
+    assert on_gpu["max_relative_difference"] < 1e-10
+    for cpu_row, gpu_row in zip(on_cpu["rows"], on_gpu["rows"]):
+        assert gpu_row["autograd_norm"] == pytest.approx(cpu_row["autograd_norm"], rel=1e-6)
+    cpu_norms = gradient_norms("tiny", device="cpu", iterations=0, progress=False)
+    gpu_norms = gradient_norms("tiny", device="cuda", iterations=0, progress=False)
+    for name, record in cpu_norms["networks"].items():
+        np.testing.assert_allclose(gpu_norms["networks"][name]["block_input_norms"], record["block_input_norms"],
+                                   rtol=1e-3)
