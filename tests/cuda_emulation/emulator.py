@@ -22,7 +22,6 @@ Use it with :func:`minires.backends.cuda.use_kernel_provider`::
 import ctypes
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -114,7 +113,7 @@ class EmulatedFunction:
         self.module.launches.append((self.name, grid, block))
         if self.module.library.emu_launch(self.name.encode(), *grid, *block, argv) != 0:
             raise KeyError(f"no emulated kernel {self.name}")
-        for position, (array, padded) in enumerate(arrays):
+        for array, padded in arrays:
             _check_guards(self.name, padded, array)
             array.reshape(-1)[...] = padded[GUARD * array.itemsize:][:array.nbytes].view(array.dtype)
 
