@@ -1,4 +1,4 @@
-"""Command line: ``python -m minires {train,evaluate,check,gradflow}``.
+"""Command line: ``python -m minires {train,evaluate,check,gradflow,doctor}``.
 
 With no arguments, ``python -m minires train`` trains the small MNIST ResNet on the
 bundled MNIST sample, offline.
@@ -21,6 +21,7 @@ def main(argv=None):
     check.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
     add_gradflow_arguments(commands.add_parser(
         "gradflow", help="gradient-flow experiments: norms, degradation, identity, lesion"))
+    commands.add_parser("doctor", help="what minires sees here (NumPy, BLAS, CuPy, GPUs) and whether our kernels compile")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
@@ -33,6 +34,10 @@ def main(argv=None):
             from minires.training import train_command
 
             return train_command.run(args, argv)
+        if args.command == "doctor":
+            from minires.doctor import run_doctor
+
+            return run_doctor()
         if args.command == "gradflow":
             from minires.experiments import command as gradflow_command
 

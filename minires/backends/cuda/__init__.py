@@ -10,5 +10,20 @@ from minires.backends.cuda.loader import (
 
 __all__ = [
     "BLOCK", "KernelFile", "contiguous", "empty", "empty_like", "int32", "poison_outputs", "scalar",
-    "use_kernel_provider", "uses_kernels",
+    "use_kernel_provider", "uses_kernels", "kernel_files",
 ]
+
+
+def kernel_files():
+    """Every ``kernels/*.cu`` file's :class:`KernelFile`, by file name.
+
+    Each wrapper module registers its file when imported, so import them all first.
+    """
+    import importlib
+    import pkgutil
+
+    from minires.backends.cuda.loader import KERNEL_FILES
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return dict(sorted(KERNEL_FILES.items()))
