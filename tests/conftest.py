@@ -1,17 +1,7 @@
-"""Shared pytest setup: the ``gpu`` marker skips, saying why, where no GPU is usable."""
+"""Shared pytest setup: the ``gpu`` marker (see gpu_guard.py) and the kernel fixtures."""
 import pytest
 
-from minires.backends import cuda_status
-
-
-def pytest_collection_modifyitems(config, items):
-    usable, reason = cuda_status()
-    if usable:
-        return
-    skip_gpu = pytest.mark.skip(reason=f"no usable GPU: {reason}")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
+from gpu_guard import pytest_collection_modifyitems, pytest_runtest_makereport  # noqa: F401  (pytest hooks)
 
 
 @pytest.fixture
