@@ -1,6 +1,6 @@
 """GPU benchmarks: our CUDA kernels per op, and ResNet training steps, against PyTorch (cuDNN).
 
-    python benchmarks/bench_gpu.py [--repeats 20] [--steps 20] [--batches 128 512] [--depths 20 56]
+    python benchmarks/bench_gpu.py [--repeats 20] [--steps 20] [--batches 128 512] [--depths 20 56] [--dry-run]
 
 Needs CuPy and an NVIDIA GPU; PyTorch with CUDA is optional (without it the
 "torch" columns stay empty). Both frameworks run float32 NCHW in this process,
@@ -205,7 +205,22 @@ def main():
     parser.add_argument("--batches", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
     parser.add_argument("--skip-ops", action="store_true", help="only the training-step table")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the settings and say what would be timed; needs no GPU")
     args = parser.parse_args()
+    for name in ("repeats", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("batches", "depths"):
+        if any(value < 1 for value in getattr(args, name)):
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if any((depth - 2) % 6 for depth in args.depths):
+        parser.error(f"--depths must be CIFAR ResNet depths 6n+2 (20, 32, 44, 56, 110), got {args.depths}")
+    if args.dry_run:
+        tables = "training steps" if args.skip_ops else f"per-op table at batch {args.batches[0]} and training steps"
+        print(f"dry run: would time {tables} of ResNet-{', ResNet-'.join(map(str, args.depths))} at batch "
+              f"{', '.join(map(str, args.batches))} ({args.repeats} repeats per op, {args.steps} steps per model)")
+        return 0
     usable, reason = cuda_status()
     if not usable:
         print(f"no usable GPU: {reason}", file=sys.stderr)

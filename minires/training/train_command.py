@@ -75,8 +75,12 @@ def check_device(device):
     return device
 
 
-def make_loaders(config):
-    train_set, test_set = load_datasets(config["dataset"], config["data_root"], config["download"])
+def make_loaders(config, datasets=None):
+    """Train, validation (or None) and test loaders for ``config``, and the training set.
+
+    ``datasets`` is an already loaded ``(train, test)`` pair; by default the config's data set is loaded.
+    """
+    train_set, test_set = datasets or load_datasets(config["dataset"], config["data_root"], config["download"])
     val_set = None
     if config["val_fraction"] > 0:
         train_set, val_set = split_off_validation(train_set, config["val_fraction"], config["seed"])
