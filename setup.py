@@ -13,6 +13,7 @@ setup(
     package_dir={"minires.kernels": "kernels"},
     package_data={
         "minires.kernels": ["*.cu", "*.cuh"],
+        "minires.backends.emulator": ["cuda_emulation.h"],
         "minires.data": ["mnist_sample/*.gz", "mnist_sample/README.md"],
     },
     install_requires=["numpy>=1.22", "matplotlib>=3.5", "tqdm>=4.60"],

@@ -17,6 +17,7 @@ import minires
 import minires.functional as F
 from minires import optim
 from minires.backends import dispatch, to_device
+from minires.backends.emulator import emulate_kernels
 from minires.models import CifarResNet, PreActResNet
 
 
@@ -89,7 +90,7 @@ def test_emulated_kernels_train_a_resnet_step_like_numpy(emulated_kernels, kind,
     rng = numpy.random.default_rng(0)
     images = rng.standard_normal((3, 3, 8, 8)).astype(dtype)
     labels = numpy.array([0, 4, 2])
-    with minires.backends.cuda.use_kernel_provider(None):  # the plain NumPy path, as reference
+    with emulate_kernels(enabled=False):  # the plain NumPy path, as reference
         reference = training_step(make_model(kind, dtype), images, labels)
     emulated = training_step(make_model(kind, dtype), images, labels)
     assert_steps_agree(reference, emulated, rtol, atol)
@@ -98,7 +99,7 @@ def test_emulated_kernels_train_a_resnet_step_like_numpy(emulated_kernels, kind,
 def test_emulated_kernels_evaluate_like_numpy(emulated_kernels):
     rng = numpy.random.default_rng(1)
     images = rng.standard_normal((2, 3, 8, 8))
-    with minires.backends.cuda.use_kernel_provider(None):
+    with emulate_kernels(enabled=False):
         model = make_model("resnet_a", numpy.float64).eval()
         reference = model(minires.tensor(images)).data
     emulated = make_model("resnet_a", numpy.float64).eval()(minires.tensor(images)).data

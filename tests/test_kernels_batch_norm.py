@@ -1,6 +1,6 @@
 """kernels/batch_norm.cu through the public API, against the NumPy path.
 
-Emulated tests run the kernels on host threads (tests/cuda_emulation) with NumPy
+Emulated tests run the kernels on host threads (minires.backends.emulator) with NumPy
 inputs and compare with the same call made outside the emulation; GPU tests compare
 a CUDA tensor with a CPU one. Both check the output, the gradients for x, gamma and
 beta under a random upstream gradient, and the running statistics after two steps.
@@ -12,7 +12,7 @@ import minires
 import minires.functional as F
 import minires.nn as nn
 from minires.backends import to_device
-from minires.backends.cuda import use_kernel_provider
+from minires.backends.emulator import emulate_kernels
 
 # (N, C) inputs are HW = 1; (2, 4, 9, 17) has m = 306 values per channel, more than one block of 256 threads.
 SHAPES = [(3, 5), (1, 3, 5, 7), (2, 4, 9, 17)]
@@ -77,7 +77,7 @@ def assert_results_match(actual, expected, dtype):
 
 def on_numpy(fn, *args, **kwargs):
     """Run fn on the pure NumPy path, even inside the emulated_kernels fixture."""
-    with use_kernel_provider(None):
+    with emulate_kernels(enabled=False):
         return fn(*args, **kwargs)
 
 

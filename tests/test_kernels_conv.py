@@ -1,6 +1,6 @@
 """conv2d through kernels/im2col.cu: the kernels alone, then the public op, against the NumPy path.
 
-Emulated tests run the kernels on host threads (tests/cuda_emulation) on NumPy arrays,
+Emulated tests run the kernels on host threads (minires.backends.emulator) on NumPy arrays,
 with every output the wrappers allocate poisoned with NaN; GPU tests run the same
 comparisons on a real device. The reference is always the pure NumPy path of
 minires itself (F.conv2d outside the emulation, minires.ops.im2col), which
@@ -13,7 +13,7 @@ import minires
 import minires.functional as F
 from minires.backends import to_device
 from minires.backends.cuda import conv as conv_kernels
-from minires.backends.cuda import use_kernel_provider
+from minires.backends.emulator import emulate_kernels
 from minires.ops import im2col as cpu_im2col
 
 # (N, C, H, W, OC, kernel, stride, padding)
@@ -73,7 +73,7 @@ def cpu_col_per_image(x, kernel, stride, padding):
 
 def numpy_path(arrays, upstream, stride, padding):
     """conv_and_grads with the emulation switched off: minires's own NumPy path."""
-    with use_kernel_provider(None):
+    with emulate_kernels(enabled=False):
         return conv_and_grads(arrays, upstream, stride, padding)
 
 

@@ -11,7 +11,7 @@ import pytest
 import minires
 import minires.functional as F
 from minires.backends import to_device
-from minires.backends.cuda import use_kernel_provider
+from minires.backends.emulator import emulate_kernels
 from minires.nn import Parameter
 from minires.optim import SGD
 
@@ -20,7 +20,7 @@ TOLERANCE = {numpy.float32: dict(value=1e-5, grad=1e-4), numpy.float64: dict(val
 
 def numpy_path():
     """Inside the ``emulated_kernels`` fixture: run the block below on the plain NumPy path."""
-    return use_kernel_provider(None)
+    return emulate_kernels(enabled=False)
 
 
 def assert_close(actual, expected, rtol):

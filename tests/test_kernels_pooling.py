@@ -1,6 +1,6 @@
 """max_pool2d, avg_pool2d and global_avg_pool2d through kernels/pooling.cu, against the NumPy path.
 
-Emulated tests run the kernels on host threads (tests/cuda_emulation) on NumPy arrays,
+Emulated tests run the kernels on host threads (minires.backends.emulator) on NumPy arrays,
 with every output the wrappers allocate poisoned with NaN; GPU tests run the same
 comparisons on a real device. The reference is always minires's own pure NumPy path
 (the same public op with the emulation switched off), which tests/test_pooling.py
@@ -14,7 +14,7 @@ import minires.functional as F
 from minires import nn
 from minires.backends import to_device
 from minires.backends.cuda import pooling as pooling_kernels
-from minires.backends.cuda import use_kernel_provider
+from minires.backends.emulator import emulate_kernels
 
 # (N, C, H, W, kernel, stride, padding)
 CASES = [
@@ -52,13 +52,13 @@ def pool_and_grad(pool, x, upstream, device="cpu", **kwargs):
 
 def numpy_path(pool, x, upstream, **kwargs):
     """The same computation with the emulation switched off."""
-    with use_kernel_provider(None):
+    with emulate_kernels(enabled=False):
         return pool_and_grad(pool, x, upstream, **kwargs)
 
 
 def upstream_for(pool, x, seed=1, **kwargs):
     """A random upstream gradient shaped like pool's output."""
-    with use_kernel_provider(None):
+    with emulate_kernels(enabled=False):
         shape = pool(minires.tensor(x), **kwargs).shape
     return numpy.random.default_rng(seed).standard_normal(shape).astype(x.dtype)
 
@@ -131,7 +131,7 @@ def test_max_pool_padding_never_wins_on_negative_inputs(emulated_kernels):
     x = -1.0 - numpy.random.default_rng(3).uniform(size=(1, 2, 5, 6))
     y = F.max_pool2d(minires.tensor(x), 3, stride=2, padding=1).numpy()
     assert (y < -1.0).all()
-    with use_kernel_provider(None):
+    with emulate_kernels(enabled=False):
         numpy.testing.assert_array_equal(y, F.max_pool2d(minires.tensor(x), 3, stride=2, padding=1).numpy())
 
 
@@ -139,7 +139,7 @@ def test_max_pool_propagates_nan_like_the_numpy_path(emulated_kernels):
     x = distinct_values((1, 1, 6, 6), numpy.float64)
     x[0, 0, 1, 4] = x[0, 0, 5, 0] = numpy.nan
     y = F.max_pool2d(minires.tensor(x), 3, stride=2, padding=1).numpy()
-    with use_kernel_provider(None):
+    with emulate_kernels(enabled=False):
         expected = F.max_pool2d(minires.tensor(x), 3, stride=2, padding=1).numpy()
     assert numpy.isnan(expected).sum() == 3
     numpy.testing.assert_array_equal(y, expected)  # NaN positions must agree too

@@ -1,21 +1,40 @@
 """``Function``: one differentiable operation, a node of the graph.
 
-A subclass writes two methods on raw arrays (NumPy or CuPy):
+Calling a Function on Tensors runs its forward on the raw arrays and, when any
+input requires a gradient, links the output to this node (``output.grad_fn``)
+and keeps the inputs (``self.inputs``) so that
+:func:`minires.engine.autograd.backward` can walk back. There are two ways to
+write one:
 
-* ``forward(*arrays) -> array`` computes the output and saves what backward needs;
-* ``backward(grad_output) -> grad or tuple of grads``, one per input (``None`` where
-  an input needs no gradient).
+* An op with no kernels of its own (arithmetic, reductions, shapes) writes
+  ``forward(*arrays)`` and ``backward(grad_output)`` once, on whatever array
+  module its inputs use (``self.xp(array)``: NumPy or CuPy).
+* An op with CUDA kernels of its own (conv, batch norm, ReLU, pooling, the loss,
+  the option-A shortcut) writes two pairs, side by side in its file:
+  ``forward_numpy``/``backward_numpy``, the NumPy path, and
+  ``forward_kernels``/``backward_kernels``, the *kernel path* (our
+  ``kernels/*.cu`` through CuPy on a GPU, or through the kernel emulator on
+  NumPy arrays). Both paths save the same named state. ``__call__`` chooses the
+  path once, from the first input, and remembers it in ``self.path``;
+  ``backward`` takes the same path again and refuses a gradient from the other.
 
-Calling a Function on Tensors runs ``forward`` and, when any input requires a
-gradient, links the output to this node (``output.grad_fn``) and keeps the inputs
-(``self.inputs``) so that :func:`minires.engine.autograd.backward` can walk back.
+``backward`` returns one gradient per input (``None`` where an input needs none).
 """
 from minires.backends import get_array_module
+from minires.backends.cuda import uses_kernels
 from minires.engine import grad_mode
 from minires.engine.tensor import Tensor
 
+NUMPY_PATH, KERNEL_PATH = "numpy", "kernel"
+
+
+def path_for(array):
+    """Which path an op on ``array`` takes: the kernel path for CuPy arrays or while emulating, else NumPy."""
+    return KERNEL_PATH if uses_kernels(array) else NUMPY_PATH
+
 
 class Function:
+    path = None  # NUMPY_PATH or KERNEL_PATH, chosen by __call__
     inputs = ()
     saved_tensors = ()
     retained = None  # the output Tensor, when it asked to keep its gradient (retain_grad)
@@ -31,7 +50,9 @@ class Function:
         self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         requires_grad = grad_mode.is_grad_enabled() and any(self.needs_input_grad)
         self.requires_grad = requires_grad  # forward may skip saving when False
-        output_data = self.forward(*[t.data for t in inputs])
+        arrays = [t.data for t in inputs]
+        self.path = path_for(arrays[0]) if arrays else NUMPY_PATH
+        output_data = self.forward(*arrays)
         # NumPy turns 0-d results (a sum, a loss) into scalars; keep them arrays.
         output_data = get_array_module(output_data).asarray(output_data)
         output = Tensor(output_data, requires_grad=requires_grad)
@@ -50,10 +71,35 @@ class Function:
         self.inputs = None
 
     def forward(self, *arrays):
-        raise NotImplementedError
+        """The output array; ops with kernels of their own dispatch to the chosen path."""
+        if self.path == KERNEL_PATH:
+            return self.forward_kernels(*arrays)
+        return self.forward_numpy(*arrays)
 
     def backward(self, grad_output):
-        raise NotImplementedError
+        """The gradient(s) of the inputs; ops with kernels of their own dispatch to forward's path."""
+        path = path_for(grad_output)
+        if path != self.path:
+            raise RuntimeError(
+                f"{type(self).__name__}: forward ran on the {self.path} path but backward got a gradient for the "
+                f"{path} path; run forward and backward with the kernel emulator in the same state "
+                "(both inside or both outside minires.backends.emulator.emulate_kernels())"
+            )
+        if path == KERNEL_PATH:
+            return self.backward_kernels(grad_output)
+        return self.backward_numpy(grad_output)
+
+    def forward_numpy(self, *arrays):
+        raise NotImplementedError(f"{type(self).__name__} defines neither forward nor forward_numpy")
+
+    def backward_numpy(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} defines neither backward nor backward_numpy")
+
+    def forward_kernels(self, *arrays):
+        raise NotImplementedError(f"{type(self).__name__} has no kernel path")
+
+    def backward_kernels(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} has no kernel path")
 
     @staticmethod
     def xp(array):

@@ -1,27 +1,35 @@
-"""ReLU, the nonlinearity of every ResNet."""
+"""ReLU, the nonlinearity of every ResNet: y = max(x, 0).
+
+Both paths save the output y: ReLU's gradient only needs to know where y > 0,
+and the next layer keeps y alive anyway, so saving it costs no memory.
+"""
+import numpy
+
 from minires.backends.cuda import relu as relu_kernels
-from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.ops.validate import require_float
 
 
 class ReLUFunction(Function):
-    def forward(self, x):
-        if uses_kernels(x):  # GPU: kernels/relu.cu; backward needs only the output
-            y = relu_kernels.relu_forward(x)
-            self.save_for_backward(y)
-            return y
-        mask = x > 0
-        self.save_for_backward(mask)
-        return x * mask
+    def forward_numpy(self, x):
+        y = numpy.maximum(x, 0)  # max(-inf, 0) = 0 and max(-0.0, 0) = 0, as PyTorch gives
+        self.save_for_backward(y)
+        return y
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # y = max(x, 0): dy/dx = 1 where x > 0, else 0 (we take 0 at the kink x = 0).
-        if uses_kernels(grad):
-            (y,) = self.saved_tensors
-            return relu_kernels.relu_backward(y, grad)
-        (mask,) = self.saved_tensors
-        return grad * mask
+        # x > 0 exactly where y > 0, so the saved output tells us where.
+        (y,) = self.saved_tensors
+        return numpy.where(y > 0, grad, 0).astype(grad.dtype, copy=False)
+
+    def forward_kernels(self, x):  # kernels/relu.cu, one thread per element
+        y = relu_kernels.relu_forward(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward_kernels(self, grad):
+        (y,) = self.saved_tensors
+        return relu_kernels.relu_backward(y, grad)
 
 
 def relu(x):

@@ -8,14 +8,15 @@ is slower than the arithmetic. So the batch is processed in *slabs* of images
 whose ``col`` fits in about 2 MB of cache: each slab is one im2col + one GEMM,
 and ``col`` never travels to main memory. Backward rebuilds each slab's ``col``
 instead of keeping them all: the same cache-sized work again, and no 9x copy of
-every activation held between forward and backward. On a GPU the whole batch
-is one slab (see minires/backends/cuda/conv.py: our im2col kernel and one batched
-GEMM that writes NCHW directly).
+every activation held between forward and backward. The kernel path has its own
+layout (see minires/backends/cuda/conv.py: our batched im2col kernel and one
+batched GEMM that writes NCHW directly).
+
+Both paths save (x, weight): backward rebuilds col from x.
 """
 import numpy
 
 from minires.backends.cuda import conv as conv_kernels
-from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import col2im, conv_output_size, im2col
 from minires.ops.validate import pair, require_float, require_ndim, require_same_dtype
@@ -23,10 +24,12 @@ from minires.ops.validate import pair, require_float, require_ndim, require_same
 SLAB_BYTES = 2 * 2**20  # target size of one slab's col matrix on the CPU
 
 
-def image_slabs(x, col_bytes_per_image):
+def image_slabs(x, weight, output_size):
     """Split the batch into (start, stop) ranges of images whose col fits in SLAB_BYTES."""
     N = x.shape[0]
-    per_slab = N if not isinstance(x, numpy.ndarray) else max(1, SLAB_BYTES // col_bytes_per_image)
+    OC, C, kh, kw = weight.shape
+    col_bytes_per_image = C * kh * kw * output_size[0] * output_size[1] * x.itemsize
+    per_slab = max(1, SLAB_BYTES // col_bytes_per_image)
     return [(start, min(start + per_slab, N)) for start in range(0, N, per_slab)]
 
 
@@ -34,44 +37,39 @@ class Conv2dFunction(Function):
     def __init__(self, stride, padding):
         self.stride, self.padding = stride, padding
 
-    def forward(self, x, weight, bias=None):
-        if uses_kernels(x):  # GPU: kernels/im2col.cu + a batched GEMM; backward rebuilds col from x
-            self.save_for_backward(x, weight)
-            return conv_kernels.conv2d_forward(x, weight, bias, self.stride, self.padding)
-        xp = self.xp(x)
+    def output_size(self, x, weight):
+        (H, W), (kh, kw) = x.shape[2:], weight.shape[2:]
+        return (conv_output_size(H, kh, self.stride[0], self.padding[0]),
+                conv_output_size(W, kw, self.stride[1], self.padding[1]))
+
+    # ---- NumPy path: im2col + GEMM, slab by slab --------------------------------------------
+    def forward_numpy(self, x, weight, bias=None):
         OC, C, kh, kw = weight.shape
-        N, _, H, W = x.shape
-        OH = conv_output_size(H, kh, self.stride[0], self.padding[0])
-        OW = conv_output_size(W, kw, self.stride[1], self.padding[1])
+        N = x.shape[0]
+        OH, OW = self.output_size(x, weight)
         w_mat = weight.reshape(OC, C * kh * kw)
-        y = xp.empty((OC, N, OH, OW), dtype=x.dtype)  # channel-major, like W_mat @ col
-        self.slabs = image_slabs(x, C * kh * kw * OH * OW * x.itemsize)
-        for start, stop in self.slabs:
+        y = numpy.empty((OC, N, OH, OW), dtype=x.dtype)  # channel-major, like W_mat @ col
+        for start, stop in image_slabs(x, weight, (OH, OW)):
             col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)  # (C*kh*kw, n*OH*OW)
-            xp.matmul(w_mat, col, out=y[:, start:stop].reshape(OC, -1))  # one GEMM per slab
+            numpy.matmul(w_mat, col, out=y[:, start:stop].reshape(OC, -1))  # one GEMM per slab
         if bias is not None:
             y += bias[:, None, None, None]
         self.save_for_backward(x, weight)
         return y.transpose(1, 0, 2, 3)  # an (N, OC, OH, OW) view of channel-major memory
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # Forward is Y = W_mat @ col (+ b), so with G = dL/dY as an (OC, N*OH*OW) matrix:
         #   dL/dW_mat = G @ col^T,   dL/db = G summed over columns,
         #   dL/dcol = W_mat^T @ G,   and dL/dx = col2im(dL/dcol), which adds each
         #   column entry back onto the input pixel im2col copied it from.
         # Every term is a sum over columns, so it can be done slab by slab.
         x, weight = self.saved_tensors
-        need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
-        if uses_kernels(grad):
-            return conv_kernels.conv2d_backward(grad, x, weight, self.stride, self.padding,
-                                                self.needs_input_grad[0], self.needs_input_grad[1], need_b)
-        xp = self.xp(x)
+        need_x, need_w, need_b = self.needs_gradients()
         OC, C, kh, kw = weight.shape
         w_mat = weight.reshape(OC, -1)
-        need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
-        grad_w_t = xp.zeros((C * kh * kw, OC), dtype=grad.dtype) if need_w else None
-        grad_x_cnhw = xp.zeros((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype) if need_x else None
-        for start, stop in self.slabs:
+        grad_w_t = numpy.zeros((C * kh * kw, OC), dtype=grad.dtype) if need_w else None
+        grad_x_cnhw = numpy.zeros((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype) if need_x else None
+        for start, stop in image_slabs(x, weight, grad.shape[2:]):
             g = grad[start:stop].transpose(1, 0, 2, 3).reshape(OC, -1)  # free when grad is channel-major
             col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)
             if need_w:
@@ -85,6 +83,23 @@ class Conv2dFunction(Function):
         grad_w = grad_w_t.T.reshape(weight.shape) if need_w else None
         grad_b = grad.sum(axis=(0, 2, 3)) if need_b else None
         return grad_x, grad_w, grad_b
+
+    # ---- kernel path: kernels/im2col.cu + one batched GEMM ------------------------------------
+    def forward_kernels(self, x, weight, bias=None):
+        self.save_for_backward(x, weight)
+        return conv_kernels.conv2d_forward(x, weight, bias, self.stride, self.padding)
+
+    def backward_kernels(self, grad):
+        # The same formulas as backward_numpy, on the whole batch at once.
+        x, weight = self.saved_tensors
+        return conv_kernels.conv2d_backward(grad, x, weight, self.stride, self.padding, *self.needs_gradients())
+
+    def needs_gradients(self):
+        """(x, weight, bias): which gradients backward must compute."""
+        need_bias = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
+        return self.needs_input_grad[0], self.needs_input_grad[1], need_bias
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """Convolve x (N, C, H, W) with weight (OC, C, kh, kw); PyTorch's ``F.conv2d``."""
     op = "conv2d"

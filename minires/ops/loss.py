@@ -1,7 +1,8 @@
 """Softmax cross-entropy with integer labels and optional label smoothing."""
+import numpy
+
 from minires.backends import get_array_module
 from minires.backends.cuda import cross_entropy as cross_entropy_kernels
-from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
 from minires.ops.validate import require_float, require_ndim
@@ -9,44 +10,46 @@ from minires.ops.validate import require_float, require_ndim
 
 def log_softmax_array(logits):
     """log softmax along axis 1, stable: subtract the row maximum before exp."""
-    xp = Function.xp(logits)
     shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
 
 
 class CrossEntropyFunction(Function):
+    """Both paths save (probabilities, labels): softmax(z) and the labels are all backward needs."""
+
     def __init__(self, labels, label_smoothing):
         self.labels, self.label_smoothing = labels, label_smoothing
 
-    def target_distribution(self, N, C, dtype, xp):
+    def target_distribution(self, labels, N, C, dtype):
         """q = (1 - eps) one_hot(label) + eps / C."""
         eps = self.label_smoothing
-        q = xp.full((N, C), eps / C, dtype=dtype)
-        q[xp.arange(N), self.labels] += 1.0 - eps
+        q = numpy.full((N, C), eps / C, dtype=dtype)
+        q[numpy.arange(N), labels] += 1.0 - eps
         return q
 
-    def forward(self, logits):
-        if uses_kernels(logits):  # GPU: kernels/cross_entropy.cu; backward needs the softmax and labels
-            labels = cross_entropy_kernels.int64_labels(self.labels)
-            loss, probabilities = cross_entropy_kernels.cross_entropy_forward(logits, labels, self.label_smoothing)
-            self.save_for_backward(probabilities, labels)
-            return loss
-        xp = self.xp(logits)
+    def forward_numpy(self, logits):
         N, C = logits.shape
         log_p = log_softmax_array(logits)
-        q = self.target_distribution(N, C, logits.dtype, xp)
-        self.save_for_backward(log_p, q)
+        q = self.target_distribution(self.labels, N, C, logits.dtype)
+        self.save_for_backward(numpy.exp(log_p), self.labels)
         return -(q * log_p).sum() / N  # a 0-d array: the mean loss
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # L = -(1/N) sum_n sum_c q_nc log softmax(z_n)_c. Since sum_c q_nc = 1,
         # dL/dz_nc = (softmax(z_n)_c - q_nc) / N.
-        if uses_kernels(grad):
-            probabilities, labels = self.saved_tensors
-            return cross_entropy_kernels.cross_entropy_backward(probabilities, labels, grad, self.label_smoothing)
-        log_p, q = self.saved_tensors
-        xp = self.xp(log_p)
-        return grad * (xp.exp(log_p) - q) / log_p.shape[0]
+        probabilities, labels = self.saved_tensors
+        N, C = probabilities.shape
+        return grad * (probabilities - self.target_distribution(labels, N, C, probabilities.dtype)) / N
+
+    def forward_kernels(self, logits):  # kernels/cross_entropy.cu, one block per row
+        labels = cross_entropy_kernels.int64_labels(self.labels)
+        loss, probabilities = cross_entropy_kernels.cross_entropy_forward(logits, labels, self.label_smoothing)
+        self.save_for_backward(probabilities, labels)
+        return loss
+
+    def backward_kernels(self, grad):
+        probabilities, labels = self.saved_tensors
+        return cross_entropy_kernels.cross_entropy_backward(probabilities, labels, grad, self.label_smoothing)
 
 
 def cross_entropy(logits, labels, label_smoothing=0.0):

@@ -4,101 +4,119 @@ Like convolution, max and average pooling loop over the kh*kw offsets inside
 the window (see ``minires.ops.im2col.kernel_offsets``); each step handles all
 images, channels and output pixels at once.
 """
+import numpy
+
 from minires.backends.cuda import pooling as pooling_kernels
-from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import conv_output_size, kernel_offsets
 from minires.ops.validate import pair, require_float, require_ndim
 
 
-class MaxPool2dFunction(Function):
+class PoolFunction(Function):
+    """What the window poolings share: the window geometry and the input's shape."""
+
     def __init__(self, kernel, stride, padding):
         self.kernel, self.stride, self.padding = kernel, stride, padding
 
-    def forward(self, x):
-        xp = self.xp(x)
-        N, C, H, W = x.shape
-        OH, OW = (conv_output_size(n, k, s, p) for n, k, s, p in zip((H, W), self.kernel, self.stride, self.padding))
+    def output_size(self, x_shape):
+        return tuple(conv_output_size(n, k, s, p) for n, k, s, p in zip(x_shape[2:], self.kernel, self.stride, self.padding))
+
+    def offsets(self, output_size):
+        """(i, j, output slices, input slices) for every offset of the window (see im2col.kernel_offsets)."""
+        return kernel_offsets(self.kernel, self.stride, self.padding, self.x_shape[2:], output_size)
+
+
+class MaxPool2dFunction(PoolFunction):
+    """Both paths save ``argmax``: for each output, the window offset k = i*kw + j of the input that won
+    (int8 on the NumPy path while the window has at most 127 offsets, int32 on the kernel path)."""
+
+    def forward_numpy(self, x):
         self.x_shape = x.shape
-        if uses_kernels(x):  # GPU: kernels/pooling.cu, one thread per output (argmax kept as int32)
-            y, argmax = pooling_kernels.max_pool_forward(x, self.kernel, self.stride, self.padding, (OH, OW))
-            self.save_for_backward(argmax)
-            return y
-        offsets = list(kernel_offsets(self.kernel, self.stride, self.padding, (H, W), (OH, OW)))
-        y = xp.full((N, C, OH, OW), -xp.inf, dtype=x.dtype)  # padding counts as -inf
+        N, C = x.shape[:2]
+        output_size = self.output_size(x.shape)
+        offsets = list(self.offsets(output_size))
+        y = numpy.full((N, C) + output_size, -numpy.inf, dtype=x.dtype)  # padding counts as -inf
         for _, _, out_index, in_index in offsets:
             y_part = y[:, :, out_index[0], out_index[1]]  # a view into y, updated in place
-            xp.maximum(y_part, x[:, :, in_index[0], in_index[1]], out=y_part)
+            numpy.maximum(y_part, x[:, :, in_index[0], in_index[1]], out=y_part)
         # Record which offset k = i*kw + j won each window. Scanning the offsets from
         # last to first lets the first one keep the win when several tie.
-        argmax = xp.zeros((N, C, OH, OW), dtype=xp.int8 if self.kernel[0] * self.kernel[1] <= 127 else xp.int32)
+        argmax = numpy.zeros((N, C) + output_size, dtype=numpy.int8 if self.kernel[0] * self.kernel[1] <= 127 else numpy.int32)
         for i, j, out_index, in_index in reversed(offsets):
             is_max = x[:, :, in_index[0], in_index[1]] == y[:, :, out_index[0], out_index[1]]
-            xp.copyto(argmax[:, :, out_index[0], out_index[1]], i * self.kernel[1] + j, where=is_max)
+            numpy.copyto(argmax[:, :, out_index[0], out_index[1]], i * self.kernel[1] + j, where=is_max)
         self.save_for_backward(argmax)
         return y
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # y = x[argmax]: the whole gradient goes to the input pixel that won, others get 0.
         # Windows overlap when stride < kernel, so one pixel can collect from several outputs.
         (argmax,) = self.saved_tensors
-        if uses_kernels(grad):  # GPU: one thread per input pixel gathers from the windows it won
-            return pooling_kernels.max_pool_backward(grad, argmax, self.x_shape, self.kernel, self.stride, self.padding)
-        xp = self.xp(grad)
-        H, W = self.x_shape[2:]
-        grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
-        for i, j, out_index, in_index in kernel_offsets(self.kernel, self.stride, self.padding, (H, W), grad.shape[2:]):
+        grad_x = numpy.zeros(self.x_shape, dtype=grad.dtype)
+        for i, j, out_index, in_index in self.offsets(grad.shape[2:]):
             won = argmax[:, :, out_index[0], out_index[1]] == i * self.kernel[1] + j
             grad_x[:, :, in_index[0], in_index[1]] += grad[:, :, out_index[0], out_index[1]] * won
         return grad_x
 
-
-class AvgPool2dFunction(Function):
-    """Average over each window; padded positions count as zeros (PyTorch's count_include_pad=True)."""
-
-    def __init__(self, kernel, stride, padding):
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-
-    def forward(self, x):
-        xp = self.xp(x)
-        N, C, H, W = x.shape
-        OH, OW = (conv_output_size(n, k, s, p) for n, k, s, p in zip((H, W), self.kernel, self.stride, self.padding))
+    def forward_kernels(self, x):  # kernels/pooling.cu, one thread per output
         self.x_shape = x.shape
-        if uses_kernels(x):  # GPU: kernels/pooling.cu, one thread per output
-            return pooling_kernels.avg_pool_forward(x, self.kernel, self.stride, self.padding, (OH, OW))
-        y = xp.zeros((N, C, OH, OW), dtype=x.dtype)
-        for _, _, out_index, in_index in kernel_offsets(self.kernel, self.stride, self.padding, (H, W), (OH, OW)):
+        y, argmax = pooling_kernels.max_pool_forward(x, self.kernel, self.stride, self.padding,
+                                                     self.output_size(x.shape))
+        self.save_for_backward(argmax)
+        return y
+
+    def backward_kernels(self, grad):  # one thread per input pixel gathers from the windows it won
+        (argmax,) = self.saved_tensors
+        return pooling_kernels.max_pool_backward(grad, argmax, self.x_shape, self.kernel, self.stride, self.padding)
+
+
+class AvgPool2dFunction(PoolFunction):
+    """Average over each window; padded positions count as zeros (PyTorch's count_include_pad=True).
+    Nothing is saved but the input's shape."""
+
+    def forward_numpy(self, x):
+        self.x_shape = x.shape
+        output_size = self.output_size(x.shape)
+        y = numpy.zeros(x.shape[:2] + output_size, dtype=x.dtype)
+        for _, _, out_index, in_index in self.offsets(output_size):
             y[:, :, out_index[0], out_index[1]] += x[:, :, in_index[0], in_index[1]]
         y /= self.kernel[0] * self.kernel[1]
         return y
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # y = (1/(kh*kw)) sum over the window: each pixel in it gets grad / (kh*kw).
-        if uses_kernels(grad):  # GPU: one thread per input pixel gathers from the windows containing it
-            return pooling_kernels.avg_pool_backward(grad, self.x_shape, self.kernel, self.stride, self.padding)
-        xp = self.xp(grad)
-        H, W = self.x_shape[2:]
-        grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
+        grad_x = numpy.zeros(self.x_shape, dtype=grad.dtype)
         share = grad / (self.kernel[0] * self.kernel[1])
-        for _, _, out_index, in_index in kernel_offsets(self.kernel, self.stride, self.padding, (H, W), grad.shape[2:]):
+        for _, _, out_index, in_index in self.offsets(grad.shape[2:]):
             grad_x[:, :, in_index[0], in_index[1]] += share[:, :, out_index[0], out_index[1]]
         return grad_x
 
+    def forward_kernels(self, x):  # kernels/pooling.cu, one thread per output
+        self.x_shape = x.shape
+        return pooling_kernels.avg_pool_forward(x, self.kernel, self.stride, self.padding, self.output_size(x.shape))
+
+    def backward_kernels(self, grad):  # one thread per input pixel gathers from the windows containing it
+        return pooling_kernels.avg_pool_backward(grad, self.x_shape, self.kernel, self.stride, self.padding)
+
 
 class GlobalAvgPool2dFunction(Function):
-    def forward(self, x):
+    """Nothing is saved but the input's shape."""
+
+    def forward_numpy(self, x):
         self.x_shape = x.shape
-        if uses_kernels(x):  # GPU: one block of threads per (n, c) sums the channel in shared memory
-            return pooling_kernels.global_avg_pool_forward(x)
         return x.mean(axis=(2, 3))
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # y[n, c] = (1/(H*W)) sum_hw x[n, c, h, w]: every pixel gets grad[n, c] / (H*W).
-        if uses_kernels(grad):
-            return pooling_kernels.global_avg_pool_backward(grad, self.x_shape)
-        xp = self.xp(grad)
         H, W = self.x_shape[2:]
-        return xp.broadcast_to((grad / (H * W))[:, :, None, None], self.x_shape).copy()
+        return numpy.broadcast_to((grad / (H * W))[:, :, None, None], self.x_shape).copy()
+
+    def forward_kernels(self, x):  # one block of threads per (n, c) sums the channel in shared memory
+        self.x_shape = x.shape
+        return pooling_kernels.global_avg_pool_forward(x)
+
+    def backward_kernels(self, grad):
+        return pooling_kernels.global_avg_pool_backward(grad, self.x_shape)
 
 
 def _pool_arguments(op, x, kernel_size, stride, padding):

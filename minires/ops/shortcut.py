@@ -5,39 +5,40 @@ the shortcut takes every stride-th pixel and appends zero channels:
     y[n, c, h, w] = x[n, c, h*stride, w*stride]   for c < C_in
     y[n, c, h, w] = 0                             for C_in <= c < C_out
 """
+import numpy
+
 from minires.backends.cuda import shortcut as shortcut_kernels
-from minires.backends.cuda import uses_kernels
 from minires.engine.function import Function
 from minires.ops.validate import require_float, require_ndim
 
 
 class ZeroPadShortcutFunction(Function):
+    """Nothing is saved but the input's shape."""
+
     def __init__(self, out_channels, stride):
         self.out_channels, self.stride = out_channels, stride
 
-    def forward(self, x):
+    def forward_numpy(self, x):
         self.x_shape = x.shape
-        if uses_kernels(x):  # GPU: kernels/shortcut.cu
-            return shortcut_kernels.shortcut_forward(x, self.out_channels, self.stride)
-        xp = self.xp(x)
-        N, C, H, W = x.shape
-        s = self.stride
-        sub = x[:, :, ::s, ::s]
-        y = xp.zeros((N, self.out_channels) + sub.shape[2:], dtype=x.dtype)
-        y[:, :C] = sub
+        sub = x[:, :, ::self.stride, ::self.stride]
+        y = numpy.zeros((x.shape[0], self.out_channels) + sub.shape[2:], dtype=x.dtype)
+        y[:, :x.shape[1]] = sub
         return y
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # Each kept input pixel was copied once, unchanged: it gets its output's gradient.
         # Skipped pixels and the zero channels did not depend on x: gradient 0.
-        if uses_kernels(grad):
-            return shortcut_kernels.shortcut_backward(grad, self.x_shape, self.stride)
-        xp = self.xp(grad)
-        N, C, H, W = self.x_shape
-        s = self.stride
-        grad_x = xp.zeros(self.x_shape, dtype=grad.dtype)
+        C, s = self.x_shape[1], self.stride
+        grad_x = numpy.zeros(self.x_shape, dtype=grad.dtype)
         grad_x[:, :, ::s, ::s] = grad[:, :C]
         return grad_x
+
+    def forward_kernels(self, x):  # kernels/shortcut.cu, one thread per output element
+        self.x_shape = x.shape
+        return shortcut_kernels.shortcut_forward(x, self.out_channels, self.stride)
+
+    def backward_kernels(self, grad):
+        return shortcut_kernels.shortcut_backward(grad, self.x_shape, self.stride)
 
 
 def zero_pad_shortcut(x, out_channels, stride=1):

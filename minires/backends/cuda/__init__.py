@@ -2,15 +2,16 @@
 
 Layers:  ops (the math, forward and backward)  ->  these wrappers (allocate the
 outputs, pick the launch size, pass typed arguments)  ->  the kernels themselves.
-An op calls a wrapper when :func:`uses_kernels` says its input lives on the GPU.
+An op takes the kernel path when :func:`uses_kernels` says so: its input lives on the
+GPU, or the kernel emulator (:mod:`minires.backends.emulator`) is on.
 """
 from minires.backends.cuda.loader import (
-    BLOCK, KernelFile, contiguous, empty, empty_like, int32, poison_outputs, scalar, use_kernel_provider, uses_kernels,
+    BLOCK, KernelFile, contiguous, empty, empty_like, emulating, int32, scalar, uses_kernels,
 )
 
 __all__ = [
-    "BLOCK", "KernelFile", "contiguous", "empty", "empty_like", "int32", "poison_outputs", "scalar",
-    "use_kernel_provider", "uses_kernels", "kernel_files",
+    "BLOCK", "KernelFile", "contiguous", "empty", "empty_like", "emulating", "int32", "scalar", "uses_kernels",
+    "kernel_files",
 ]
 
 

@@ -11,10 +11,10 @@ argument must be C-contiguous and every scalar explicitly typed
 (``numpy.int32`` for sizes, the array's float type for values): CUDA reads the
 argument bytes exactly as the kernel's signature declares them.
 
-A second provider can stand in for CuPy: the CPU emulation harness in
-``tests/cuda_emulation`` compiles the same ``.cu`` files with the host C++
-compiler, so that the whole kernel path (these wrappers included) runs on NumPy
-arrays on a machine without a GPU. See :func:`use_kernel_provider`.
+A second provider can stand in for CuPy: the kernel emulator
+(:mod:`minires.backends.emulator`) compiles the same ``.cu`` files with the host
+C++ compiler, so that the whole kernel path (these wrappers included) runs on
+NumPy arrays on a machine without a GPU.
 """
 import contextlib
 import os
@@ -28,39 +28,33 @@ BLOCK = 256  # threads per block for every launch (the kernels' shared arrays ar
 MAX_GRID = 65535  # enough blocks to fill any GPU; grid-stride loops cover the rest
 C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
 
-_provider = None  # None: CuPy. Otherwise a callable standing in for cupy.RawModule (emulation).
-_poison = False  # fill new output arrays with NaN (see poison_outputs)
+_provider = None  # None: CuPy. Otherwise a callable standing in for cupy.RawModule (the emulator).
+_poison = False  # fill new float outputs with NaN before a launch; a test instrument (tests/kernel_instruments.py)
 
 
 def uses_kernels(array):
-    """Whether ops on ``array`` run through our kernels: CuPy arrays, or any array while emulating."""
+    """Whether ops on ``array`` take the kernel path: CuPy arrays, or any array while emulating."""
     if _provider is not None:
         return True
     return cupy is not None and isinstance(array, cupy.ndarray)
 
 
+def emulating():
+    """Whether NumPy arrays are being sent down the kernel path (see minires.backends.emulator)."""
+    return _provider is not None
+
+
 @contextlib.contextmanager
-def use_kernel_provider(provider):
-    """Route every kernel launch to ``provider(code=..., name_expressions=...)`` (a RawModule
-    look-alike) and send NumPy arrays down the kernel path too. Used by the CPU emulation tests."""
+def _kernel_provider(provider):
+    """Route every kernel launch to ``provider(code=..., options=..., name_expressions=...)``, a
+    RawModule look-alike, and send NumPy arrays down the kernel path; ``None`` restores CuPy.
+    Use the public switch :func:`minires.backends.emulator.emulate_kernels` instead."""
     global _provider
     previous, _provider = _provider, provider
     try:
         yield
     finally:
         _provider = previous
-
-
-@contextlib.contextmanager
-def poison_outputs():
-    """Fill every output array the wrappers allocate with NaN before the kernel runs, so an
-    element a kernel forgets to write shows up as NaN instead of passing by luck."""
-    global _poison
-    previous, _poison = _poison, True
-    try:
-        yield
-    finally:
-        _poison = previous
 
 
 def empty(shape, dtype, like):

@@ -1,4 +1,4 @@
-"""Run our CUDA kernels on the CPU: a stand-in for ``cupy.RawModule``.
+"""A stand-in for ``cupy.RawModule`` that runs our CUDA kernels on host threads.
 
 :class:`EmulatedModule` takes what CuPy's RawModule takes (the ``.cu`` source and
 the ``name_expressions`` to instantiate), compiles the source with the host C++
@@ -14,10 +14,9 @@ without one:
 * every array must be C-contiguous, of a dtype the kernel declares;
 * each array is surrounded by guard bytes, so a write past either end is reported.
 
-Use it with :func:`minires.backends.cuda.use_kernel_provider`::
-
-    with use_kernel_provider(EmulatedModule):
-        y = F.relu(x)          # NumPy x, computed by kernels/relu.cu on host threads
+Most code does not use it directly: :func:`minires.backends.emulator.emulate_kernels`
+makes every op send its NumPy arrays through the kernel path, which then compiles
+the kernels with this class instead of CuPy.
 """
 import ctypes
 import hashlib
@@ -28,8 +27,7 @@ import tempfile
 
 import numpy
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-HEADER = os.path.join(HERE, "cuda_emulation.h")
+HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emulation.h")
 CACHE = os.path.join(tempfile.gettempdir(), "minires-cuda-emulation")
 GUARD = 64  # guard elements on each side of every array argument
 GUARD_BYTE = 0xA5

@@ -1,4 +1,4 @@
-"""The CPU emulation harness itself (tests/cuda_emulation), and ReLU run through it.
+"""The kernel emulator itself (minires.backends.emulator), and ReLU run through it.
 
 The harness is how kernel changes are tested without a GPU, so it must itself be
 able to fail: wrong argument types, out-of-bounds writes, and a block that does
@@ -9,7 +9,8 @@ import pytest
 
 import minires
 import minires.functional as F
-from cuda_emulation.emulator import EmulatedModule, compiler
+from minires.backends.emulator import EmulatedModule, emulate_kernels
+from minires.backends.emulator.module import compiler
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the CUDA emulation harness")
 
@@ -91,3 +92,43 @@ def test_relu_reads_a_strided_view_through_a_contiguous_copy(emulated_kernels):
     x = numpy.random.default_rng(2).standard_normal((4, 6)).T  # not C-contiguous
     y = F.relu(minires.tensor(x))
     numpy.testing.assert_array_equal(y.data, numpy.maximum(x, 0))
+
+
+# ---- the seam: an op remembers the path its forward took --------------------------------------
+CROSS_PATH_OPS = {
+    "relu": (lambda x: F.relu(x), (2, 3, 4, 4)),
+    "batch_norm": (lambda x: F.batch_norm(x, None, None, training=True), (2, 3, 4, 4)),
+    "conv2d": (lambda x: F.conv2d(x, minires.tensor(numpy.ones((2, 3, 3, 3))), padding=1), (2, 3, 4, 4)),
+    "max_pool2d": (lambda x: F.max_pool2d(x, 2), (2, 3, 4, 4)),
+    "cross_entropy": (lambda x: F.cross_entropy(x, numpy.array([0, 2])), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("op", sorted(CROSS_PATH_OPS))
+@pytest.mark.parametrize("forward_emulated", [True, False], ids=["kernel-then-numpy", "numpy-then-kernel"])
+def test_backward_on_the_other_path_than_forward_is_a_clear_error(op, forward_emulated):
+    fn, shape = CROSS_PATH_OPS[op]
+    x = minires.tensor(numpy.random.default_rng(0).standard_normal(shape), requires_grad=True)
+    with emulate_kernels(enabled=forward_emulated):
+        loss = fn(x).sum()
+    with emulate_kernels(enabled=not forward_emulated):
+        with pytest.raises(RuntimeError, match="forward ran on the .* path but backward got a gradient for the"):
+            loss.backward()
+
+
+def test_emulate_kernels_without_a_compiler_says_so(monkeypatch):
+    import minires.backends.emulator as emulator
+
+    monkeypatch.setattr(emulator, "compiler", lambda: None)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+        with emulate_kernels():
+            pass
+
+
+def test_emulate_kernels_records_launches_when_asked():
+    launches = []
+    x = numpy.random.default_rng(0).standard_normal((4, 1000)).astype(numpy.float32)
+    with emulate_kernels(launches=launches):
+        y = F.relu(minires.tensor(x)).numpy()
+    numpy.testing.assert_array_equal(y, numpy.maximum(x, 0))
+    assert launches == [("relu_forward<float>", (16, 1, 1), (256, 1, 1))]
