@@ -8,7 +8,7 @@
 from minires.engine import Tensor, tensor, as_tensor, Function, no_grad, enable_grad, is_grad_enabled
 from minires.ops import (
     add, sub, mul, div, neg, pow, exp, log, sum, mean, max,
-    reshape, transpose, flatten, getitem, concatenate, cat, pad, matmul,
+    reshape, transpose, flatten, getitem, concatenate, cat, matmul,
 )
 from minires import functional
 from minires.gradcheck import gradcheck, GradcheckError

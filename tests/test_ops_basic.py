@@ -109,10 +109,10 @@ CASES = {
                         [((2, 3, 2), N), ((2, 3, 3), N)]),
     "concat_same_tensor_twice": (lambda a: minires.concatenate([a, a], axis=0),
                                  lambda a: np.concatenate([a, a], axis=0), [((2, 3), N)]),
-    "pad_numpy_style": (lambda a: minires.pad(a, ((1, 2), (0, 1))), lambda a: np.pad(a, ((1, 2), (0, 1))),
-                        [((3, 4), N)]),
-    "pad_int": (lambda a: minires.pad(a, 1), lambda a: np.pad(a, 1), [((2, 3), N)]),
-    "pad_value": (lambda a: minires.pad(a, ((0, 1), (2, 0)), value=-3.0),
+    "pad_two_axes": (lambda a: F.pad(a, (0, 1, 1, 2)), lambda a: np.pad(a, ((1, 2), (0, 1))),
+                     [((3, 4), N)]),
+    "pad_last_axis_only": (lambda a: F.pad(a, (1, 1)), lambda a: np.pad(a, ((0, 0), (1, 1))), [((2, 3), N)]),
+    "pad_value": (lambda a: F.pad(a, (2, 0, 0, 1), value=-3.0),
                   lambda a: np.pad(a, ((0, 1), (2, 0)), constant_values=-3.0), [((2, 3), N)]),
     "pad_torch_style_2d": (lambda a: F.pad(a, (1, 2, 0, 1)), lambda a: np.pad(a, ((0, 1), (1, 2))),
                            [((3, 4), N)]),
@@ -309,7 +309,7 @@ def test_concatenate_backward_splits_gradient():
 
 def test_pad_backward_crops():
     x = minires.tensor(np.zeros((2, 3)), requires_grad=True)
-    y = minires.pad(x, ((1, 2), (0, 1)))
+    y = F.pad(x, (0, 1, 1, 2))
     assert y.shape == (5, 4)
     g = np.arange(20.0).reshape(5, 4)
     y.backward(g)
@@ -361,7 +361,7 @@ def test_reduction_axis_out_of_range_raises():
 
 def test_negative_pad_raises():
     with pytest.raises(ValueError):
-        minires.pad(make((2, 3), 0), ((1, -1), (0, 0)))
+        F.pad(make((2, 3), 0), (0, 0, 1, -1))
     with pytest.raises(ValueError):
         F.pad(make((2, 3), 0), (1, 2, 3))  # odd length
 

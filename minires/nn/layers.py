@@ -11,7 +11,8 @@ from minires.engine.tensor import Tensor
 from minires.ops.validate import pair
 
 
-def _empty(*shape, dtype=numpy.float32):
+def _zeros(*shape, dtype=numpy.float32):
+    """A float32 array of zeros for a parameter that the init right after it overwrites."""
     return numpy.zeros(shape, dtype=dtype)
 
 
@@ -23,12 +24,12 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair("Conv2d", "kernel_size", kernel_size)
         self.stride, self.padding = stride, padding
-        self.weight = Parameter(_empty(out_channels, in_channels, *self.kernel_size))
+        self.weight = Parameter(_zeros(out_channels, in_channels, *self.kernel_size))
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.bias = None
         if bias:
             bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
-            self.bias = Parameter(_empty(out_channels))
+            self.bias = Parameter(_zeros(out_channels))
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
@@ -43,12 +44,12 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(_empty(out_features, in_features))
+        self.weight = Parameter(_zeros(out_features, in_features))
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.bias = None
         if bias:
             bound = 1.0 / math.sqrt(in_features)
-            self.bias = Parameter(_empty(out_features))
+            self.bias = Parameter(_zeros(out_features))
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
@@ -92,19 +93,23 @@ class ReLU(Module):
         return F.relu(x)
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    """What the window poolings share: kernel_size, stride (default: kernel_size), padding."""
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-
-    def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 

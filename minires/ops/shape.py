@@ -165,13 +165,3 @@ def cat(tensors, dim=0):
     """PyTorch's spelling of :func:`concatenate`."""
     return concatenate(tensors, axis=dim)
 
-
-def pad(x, pad_width, value=0.0):
-    """Constant-pad ``x``; ``pad_width`` as in ``numpy.pad``: one (before, after) per axis."""
-    if isinstance(pad_width, int):
-        pad_width = [(pad_width, pad_width)] * x.ndim
-    pad_width = tuple((int(b), int(a)) for b, a in pad_width)
-    if any(b < 0 or a < 0 for b, a in pad_width):
-        raise ValueError(f"pad widths must be non-negative, got {pad_width}")
-    return Pad(pad_width, value)(x)
-

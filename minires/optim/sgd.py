@@ -29,7 +29,7 @@ class SGD(Optimizer):
 
     def _update(self, p, state, group):
         lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
-        if uses_kernels(p.data):  # GPU: the whole update in one kernel (kernels/sgd.cu)
+        if uses_kernels(p.data):  # the kernel path: the whole update in one kernel (kernels/sgd.cu)
             self._update_with_kernel(p, state, lr, mu, tau, wd, group["nesterov"])
             return
         g = p.grad

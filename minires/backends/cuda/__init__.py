@@ -1,4 +1,4 @@
-"""The GPU backend: Python wrappers that launch our CUDA kernels (``kernels/*.cu``).
+"""The kernel path: Python wrappers that launch our CUDA kernels (``kernels/*.cu``).
 
 Layers:  ops (the math, forward and backward)  ->  these wrappers (allocate the
 outputs, pick the launch size, pass typed arguments)  ->  the kernels themselves.

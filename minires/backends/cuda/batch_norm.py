@@ -1,4 +1,4 @@
-"""Batch normalization on the GPU: ``kernels/batch_norm.cu``.
+"""Batch normalization on the kernel path: ``kernels/batch_norm.cu``.
 
 Inputs are (N, C) or (N, C, H, W); the kernels see every input as (N, C, HW) with
 HW = 1 for the 2-D case. Per-channel values (mean, inv_std, gamma, ...) are (C,) arrays.

@@ -1,9 +1,9 @@
-"""Convolution on the GPU: ``kernels/im2col.cu`` moves the data, cuBLAS multiplies.
+"""Convolution on the kernel path: ``kernels/im2col.cu`` moves the data, cuBLAS multiplies.
 
 Per image n, im2col builds a matrix col_n of C*kh*kw rows and OH*OW columns, so the
 convolution is one matrix product per image, Y_n = W_mat @ col_n, with W_mat the
 weight seen as (OC, C*kh*kw). Keeping the images apart (col is (N, C*kh*kw, OH*OW))
-is what makes the product come out as (N, OC, OH*OW): NCHW, the GPU path's layout,
+is what makes the product come out as (N, OC, OH*OW): NCHW, the kernel path's layout,
 with no transpose. ``xp.matmul`` broadcasts W_mat over the batch, which CuPy runs as
 one batched cuBLAS GEMM.
 
@@ -15,7 +15,6 @@ convolution's input in memory until backward.
 """
 from minires.backends.cuda.loader import KernelFile, contiguous, empty, int32
 from minires.backends.dispatch import get_array_module
-from minires.ops.im2col import conv_output_size
 
 IM2COL = KernelFile("im2col.cu", ["im2col", "col2im"])
 
@@ -23,7 +22,7 @@ IM2COL = KernelFile("im2col.cu", ["im2col", "col2im"])
 def output_hw(x_shape, kernel, stride, padding):
     """(OH, OW): the convolution's output height and width."""
     H, W = x_shape[2:]
-    return tuple(conv_output_size(size, k, s, p) for size, k, s, p in zip((H, W), kernel, stride, padding))
+    return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip((H, W), kernel, stride, padding))
 
 
 def geometry_args(x_shape, kernel, stride, padding):

@@ -1,4 +1,4 @@
-"""Softmax cross-entropy on the GPU: ``kernels/cross_entropy.cu``.
+"""Softmax cross-entropy on the kernel path: ``kernels/cross_entropy.cu``.
 
 Labels go to the kernels as a C-contiguous int64 array (``long long*``), the
 dtype our data loaders already produce, so normally no conversion is made.

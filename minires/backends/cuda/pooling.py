@@ -1,4 +1,4 @@
-"""Max, average and global average pooling on the GPU: ``kernels/pooling.cu``.
+"""Max, average and global average pooling on the kernel path: ``kernels/pooling.cu``.
 
 ``kernel``, ``stride`` and ``padding`` are (height, width) pairs, already checked by
 the op. The kernels see the N*C channels of the batch as N*C independent "planes".

@@ -1,4 +1,4 @@
-"""ReLU on the GPU: ``kernels/relu.cu``."""
+"""ReLU on the kernel path: ``kernels/relu.cu``."""
 from minires.backends.cuda.loader import KernelFile, contiguous, empty_like, int32
 
 RELU = KernelFile("relu.cu", ["relu_forward", "relu_backward"])

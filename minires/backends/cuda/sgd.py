@@ -1,4 +1,4 @@
-"""The SGD update on the GPU: ``kernels/sgd.cu``.
+"""The SGD update on the kernel path: ``kernels/sgd.cu``.
 
 Both functions change ``param`` (and ``buffer``) in place, so these must be the
 optimizer's own C-contiguous arrays: a contiguous *copy* would be updated and

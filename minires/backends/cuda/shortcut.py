@@ -1,4 +1,4 @@
-"""The option-A shortcut on the GPU: ``kernels/shortcut.cu``."""
+"""The option-A shortcut on the kernel path: ``kernels/shortcut.cu``."""
 from minires.backends.cuda.loader import KernelFile, contiguous, empty, int32
 
 SHORTCUT = KernelFile("shortcut.cu", ["shortcut_forward", "shortcut_backward"])
