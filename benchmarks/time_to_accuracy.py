@@ -42,9 +42,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import minires
 from minires import data, optim
 from minires.models import build_model
-from minires.training.datasets import DATASETS, load_datasets
+from minires.training.dataset_registry import DATASETS, load_datasets
+from minires.training.device import check_device
 from minires.training.loop import evaluate, train_epoch
-from minires.training.train_command import DEFAULTS, check_device, make_loaders
+from minires.training.train_command import DEFAULTS
+from minires.training.training_run import make_loaders
 
 MARGIN = 1.03  # plan epochs as if each took 3% longer than the last warm-up epoch did
 

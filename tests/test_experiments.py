@@ -1,5 +1,5 @@
 """The gradient-flow experiments on their "tiny" presets: the claims that hold robustly,
-the files they write, repeatability, the block-by-block forward passes, and bad input.
+the files they write, repeatability, deleting a block through the model's parts, and bad input.
 
 Each experiment runs once per module (fixtures below) and several tests read its result.
 """
@@ -14,9 +14,10 @@ import pytest
 import minires
 from minires.__main__ import main
 from minires.experiments import degradation, gradient_norms, identity_mapping, lesion
-from minires.experiments.lesion import without_block
-from minires.experiments.recipe import build_network, head, load_data, stem
+from minires.experiments.lesion import accuracy_without_block, what_is_left
+from minires.experiments.recipe import build_network, held_out_batches, load_data
 from minires.models import CifarResNet
+from minires.training import evaluate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -49,19 +50,6 @@ def lesions(tmp_path_factory):
     return lesion("tiny", out=out, progress=False), out
 
 
-# ---- the block-by-block forward pass the experiments rely on -------------------------------
-
-@pytest.mark.parametrize("kind", ["plain", "resnet"])
-def test_stem_blocks_head_is_the_model(kind):
-    train_set, _ = load_data("mnist_sample", train_size=8)
-    model = build_network(kind, 14, 2, train_set).eval()
-    images = minires.tensor(np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32))
-    features = stem(model, images)
-    for block in model.blocks():
-        features = block(features)
-    np.testing.assert_array_equal(head(model, features).numpy(), model(images).numpy())
-
-
 # ---- gradient norms ------------------------------------------------------------------------
 
 def test_plain56_gradient_spread_far_exceeds_resnet56_at_initialisation(norms):
@@ -80,7 +68,7 @@ def test_gradient_norms_record_every_block_and_conv(norms):
     record = result["networks"]["resnet-56"]
     assert record["iterations"] == [0, 1, 2]
     assert all(len(norms) == 27 + 1 for norms in record["block_input_norms"])  # x_0 ... x_27
-    assert len(record["conv_names"]) == 55 and record["conv_names"][0] == "conv1"  # depth 56 = 55 convs + fc
+    assert len(record["conv_names"]) == 55 and record["conv_names"][0] == "stem.0"  # depth 56 = 55 convs + fc
     assert all(n > 0 and math.isfinite(n) for row in record["conv_weight_norms"] for n in row)
 
 
@@ -154,14 +142,26 @@ def test_degradation_writes_training_curves(tmp_path):
 
 def test_deleted_block_leaves_its_shortcut():
     x = minires.tensor(np.abs(np.random.default_rng(0).standard_normal((2, 4, 8, 8))).astype(np.float32))
-    resnet_blocks = CifarResNet(14, "A", 4, 10, 1).blocks()
-    plain_blocks = CifarResNet(14, "none", 4, 10, 1).blocks()
-    np.testing.assert_array_equal(without_block(resnet_blocks[1], x).numpy(), x.numpy())  # identity shortcut
-    np.testing.assert_array_equal(without_block(plain_blocks[1], x).numpy(), x.numpy())   # same shape: identity
-    down = without_block(plain_blocks[2], x).numpy()   # halves the resolution, doubles the channels
+    resnet_blocks = CifarResNet(14, "A", 4, 10, 1).blocks
+    plain_blocks = CifarResNet(14, "none", 4, 10, 1).blocks
+    assert what_is_left(resnet_blocks[1]) is resnet_blocks[1].shortcut
+    np.testing.assert_array_equal(what_is_left(resnet_blocks[1])(x).numpy(), x.numpy())  # identity shortcut
+    np.testing.assert_array_equal(what_is_left(plain_blocks[1])(x).numpy(), x.numpy())   # same shape: identity
+    down = what_is_left(plain_blocks[2])(x).numpy()   # halves the resolution, doubles the channels
     np.testing.assert_array_equal(down[:, :4], x.numpy()[:, :, ::2, ::2])
     assert down.shape == (2, 8, 4, 4) and not down[:, 4:].any()
-    np.testing.assert_array_equal(without_block(resnet_blocks[2], x).numpy(), down)
+    np.testing.assert_array_equal(what_is_left(resnet_blocks[2])(x).numpy(), down)
+
+
+def test_deleting_a_block_replaces_it_in_model_blocks_and_puts_it_back():
+    train_set, test_set = load_data("mnist_sample", train_size=64, test_size=64)
+    model = build_network("plain", 14, 2, train_set)
+    loader = held_out_batches(test_set, train_set, batch_size=32)
+    blocks = list(model.blocks)
+    deleted = accuracy_without_block(model, 2, loader, 10, "cpu")
+    assert list(model.blocks) == blocks  # the very same blocks, in the same order
+    model.blocks[2] = what_is_left(blocks[2])
+    assert evaluate(model, loader, 10)[1] == deleted
 
 
 def test_resnet_degrades_gracefully_and_plain_net_collapses(lesions):

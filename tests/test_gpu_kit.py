@@ -79,7 +79,7 @@ def test_dry_run_train_with_the_archive_prints_conversion_and_training(tmp_path)
     assert result.returncode == 0, result.stderr
     convert, train = commands(result.stdout)
     assert convert == f"timeout -k 10 120 {sys.executable} {data}/prepare_cifar10.py {data}"
-    assert train.startswith(f"timeout -k 10 ") and f"benchmarks/time_to_accuracy.py --data-root {data} " in train
+    assert train.startswith("timeout -k 10 ") and f"benchmarks/time_to_accuracy.py --data-root {data} " in train
     budget = int(train.split("--budget-seconds ")[1].split()[0])
     assert 6 * 60 - 30 <= budget <= 6 * 60 - 20  # the phase's budget less start-up and loading
     assert "dry run: resnet20 on cifar10" in result.stdout and "target 91.00%" in result.stdout

@@ -1,8 +1,11 @@
-"""The model zoo: parameter counts from the papers, output shapes, and the shortcut options."""
+"""The model zoo: parameter counts from the papers, output shapes, the shortcut options,
+and the parts every model exposes (stem, blocks, head; each block's branch and shortcut)."""
 import numpy as np
 import pytest
 
 import minires
+import minires.functional as F
+from minires import nn
 from minires.models import (
     BasicBlock, build_model, cifar_resnet, mnist_resnet, plain_net, preact_resnet, preact_resnet164, resnet20,
     resnet32, resnet44, resnet56, resnet110, wide_resnet,
@@ -34,8 +37,8 @@ def test_preact_and_wide_resnet_parameter_counts(make, paper_millions):
 
 
 def test_plain_net_has_no_shortcuts_and_resnet_has_them():
-    assert all(block.shortcut is None for block in plain_net(20).blocks())
-    kinds = [type(block.shortcut).__name__ for block in resnet20().blocks()]
+    assert all(block.shortcut is None for block in plain_net(20).blocks)
+    kinds = [type(block.shortcut).__name__ for block in resnet20().blocks]
     assert kinds.count("ZeroPadShortcut") == 2 and kinds.count("Identity") == 7
 
 
@@ -77,8 +80,74 @@ def test_residual_block_gradient_is_branch_plus_identity():
     rng = np.random.default_rng(1)
     x = minires.tensor(rng.standard_normal((2, 4, 5, 5)), requires_grad=True)
     g = rng.standard_normal((2, 4, 5, 5))
-    (block.residual(x) + block.shortcut(x)).backward(g)
+    (block.branch(x) + block.shortcut(x)).backward(g)
     total = x.grad.copy()
     x.grad = None
-    block.residual(x).backward(g)
+    block.branch(x).backward(g)
     np.testing.assert_allclose(total, x.grad + g, rtol=1e-12, atol=1e-12)
+
+
+# ---- the parts: stem, blocks, head; branch and shortcut ------------------------------------------
+
+PART_MODELS = {  # name: (builder, input channels)
+    "resnet": (lambda: cifar_resnet(14, "A", width=4), 3),
+    "resnet_b": (lambda: cifar_resnet(8, "B", width=4), 3),
+    "plain": (lambda: plain_net(14, width=4), 3),
+    "preact": (lambda: preact_resnet(14, width=4), 3),
+    "preact_bottleneck": (lambda: preact_resnet(11, bottleneck=True, width=4), 3),
+    "wide": (lambda: wide_resnet(10, 1), 3),
+    "mnist": (lambda: mnist_resnet(width=4), 1),
+}
+
+
+def model_and_images(name):
+    minires.manual_seed(0)
+    make, channels = PART_MODELS[name]
+    images = np.random.default_rng(0).standard_normal((2, channels, 16, 16)).astype(np.float32)
+    return make().eval(), minires.tensor(images)
+
+
+@pytest.mark.parametrize("name", sorted(PART_MODELS))
+def test_forward_is_head_of_blocks_of_stem(name):
+    model, x = model_and_images(name)
+    walked = model.stem(x)
+    for block in model.blocks:
+        walked = block(walked)
+    np.testing.assert_array_equal(model.head(walked).numpy(), model(x).numpy())
+    np.testing.assert_array_equal(model.head(model.blocks(model.stem(x))).numpy(), model(x).numpy())
+
+
+@pytest.mark.parametrize("name", sorted(PART_MODELS))
+def test_every_block_is_its_branch_plus_its_shortcut(name):
+    model, images = model_and_images(name)
+    post = F.relu if isinstance(model.blocks[0], BasicBlock) else (lambda z: z)  # pre-activation: nothing after
+    x = model.stem(images)
+    for block in model.blocks:
+        y = block(x).numpy()
+        summed = block.branch(x) if block.shortcut is None else block.branch(x) + block.shortcut(x)
+        np.testing.assert_allclose(post(summed).numpy(), y, rtol=1e-6, atol=1e-6)
+        x = block(x)
+
+
+def test_a_block_can_be_replaced_in_place_and_keeps_its_position():
+    model = resnet20().eval()
+    x = minires.tensor(np.abs(np.random.default_rng(1).standard_normal((2, 3, 8, 8))).astype(np.float32))
+    original, before = model.blocks[4], model(x).numpy()
+    model.blocks[4] = nn.Identity()
+    assert isinstance(list(model.blocks)[4], nn.Identity) and len(model.blocks) == 9
+    assert not any(name.startswith("blocks.4.") for name in model.state_dict())
+    assert not np.array_equal(model(x).numpy(), before)
+    model.blocks[4] = original
+    np.testing.assert_array_equal(model(x).numpy(), before)
+    with pytest.raises(IndexError, match="out of range for a Sequential of 9 modules"):
+        model.blocks[9] = nn.Identity()
+    with pytest.raises(TypeError, match="Sequential holds Modules"):
+        model.blocks[0] = lambda t: t
+
+
+def test_state_dict_keys_name_the_parts():
+    keys = list(resnet20().state_dict())
+    assert keys[0] == "stem.0.weight" and keys[-2:] == ["head.1.weight", "head.1.bias"]
+    assert "blocks.8.conv2.weight" in keys
+    preact = list(preact_resnet(20).state_dict())
+    assert preact[0] == "stem.weight" and "blocks.3.projection.weight" in preact and "head.0.running_mean" in preact

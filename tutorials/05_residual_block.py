@@ -20,7 +20,7 @@
 # $$ z = F(x) + x, \qquad y = \mathrm{ReLU}(z). $$
 #
 # In minires' `BasicBlock` the branch $F$ is
-# `conv3x3 -> BN -> ReLU -> conv3x3 -> BN` (the method `block.residual(x)`), and the
+# `conv3x3 -> BN -> ReLU -> conv3x3 -> BN` (the method `block.branch(x)`), and the
 # added term is `block.shortcut(x)`.
 #
 # Differentiate the sum $z = F(x) + x$ with the chain rule. For any scalar loss $L$,
@@ -115,7 +115,7 @@ print("shortcut is", type(block.shortcut).__name__)
 x = rng.standard_normal((N, C, H, W))
 with minires.no_grad():
     xt = minires.tensor(x)
-    Fx = block.residual(xt).numpy()                   # F(x), the branch
+    Fx = block.branch(xt).numpy()                   # F(x), the branch
     z = Fx + x                                        # the sum, before the final ReLU
     y = block(xt).numpy()                             # what the block returns
 print("y == ReLU(F(x) + x):", np.allclose(y, np.maximum(z, 0)), " max difference", max_diff(y, np.maximum(z, 0)))
@@ -135,11 +135,11 @@ G = rng.standard_normal((N, C, H, W))                 # dL/dz, the same shape as
 
 
 def residual_sum(t):
-    return block.residual(t) + block.shortcut(t)      # z = F(x) + x
+    return block.branch(t) + block.shortcut(t)      # z = F(x) + x
 
 
 total = vjp(residual_sum, x, G)
-through_F = vjp(block.residual, x, G)
+through_F = vjp(block.branch, x, G)
 through_shortcut = G
 
 print("autograd dL/dx vs (G dF/dx + G):  max difference", max_diff(total, through_F + through_shortcut))
@@ -161,7 +161,7 @@ G_y = rng.standard_normal((N, C, H, W))               # dL/dy
 G_z = G_y * (z > 0)                                   # through the ReLU: dL/dz
 whole_block = vjp(block, x, G_y)
 print("block: autograd vs (G_z dF/dx + G_z): max difference",
-      max_diff(whole_block, vjp(block.residual, x, G_z) + G_z))
+      max_diff(whole_block, vjp(block.branch, x, G_z) + G_z))
 
 # %% [markdown]
 # ### Checked against finite differences, by hand
@@ -185,7 +185,7 @@ def L_of(fn, G):
 
 
 eps = 1e-6
-for name, fn, analytic in [("through F alone", block.residual, through_F), ("whole sum", residual_sum, total)]:
+for name, fn, analytic in [("through F alone", block.branch, through_F), ("whole sum", residual_sum, total)]:
     L = L_of(fn, G)
     worst = 0.0
     for _ in range(3):
@@ -214,7 +214,7 @@ scales = [0.0, 0.03, 0.1, 0.3, 1.0, 3.0]
 ratio_F, ratio_block = [], []
 for s in scales:
     block.bn2.weight.data = s * gamma_saved
-    ratio_F.append(np.linalg.norm(vjp(block.residual, x, G)) / np.linalg.norm(G))
+    ratio_F.append(np.linalg.norm(vjp(block.branch, x, G)) / np.linalg.norm(G))
     ratio_block.append(np.linalg.norm(vjp(residual_sum, x, G)) / np.linalg.norm(G))
 block.bn2.weight.data = gamma_saved                    # put the block back as it was
 
@@ -283,7 +283,7 @@ def draw_block(ax, shortcut_label="identity: x"):
     # the shortcut, drawn above
     ax.add_patch(FancyArrowPatch((0.5, 0.2), (plus_x, 0.25), connectionstyle="arc3,rad=-0.25", **arrow))
     ax.text(4.7, 1.45, shortcut_label, ha="center", fontsize=10)
-    ax.text(4.6, 0.5, "F(x) = block.residual(x)", ha="center", fontsize=10, color="#3b6ea5")
+    ax.text(4.6, 0.5, "F(x) = block.branch(x)", ha="center", fontsize=10, color="#3b6ea5")
     # the gradient, flowing back below: once through F, once along the shortcut
     red = dict(arrowstyle="-|>", mutation_scale=12, color="tab:red", lw=1.5)
     ax.add_patch(FancyArrowPatch((plus_x - 0.1, -0.45), (0.5, -0.45), **red))
@@ -341,8 +341,8 @@ G_b = rng.standard_normal((N, C_out, H // stride, W // stride))   # dL/dz has th
 shortcut_by_hand = np.zeros_like(x_b)
 shortcut_by_hand[:, :, ::stride, ::stride] = np.einsum("nohw,oc->nchw", G_b, W_s)
 
-total_b = vjp(lambda t: block_b.residual(t) + block_b.shortcut(t), x_b, G_b)
-through_F_b = vjp(block_b.residual, x_b, G_b)
+total_b = vjp(lambda t: block_b.branch(t) + block_b.shortcut(t), x_b, G_b)
+through_F_b = vjp(block_b.branch, x_b, G_b)
 print("shortcut term: by hand vs autograd through the shortcut alone:",
       max_diff(shortcut_by_hand, vjp(block_b.shortcut, x_b, G_b)))
 print("autograd dL/dx vs (G dF/dx + G W_s):                       ",
@@ -355,9 +355,9 @@ print("autograd dL/dx vs (G dF/dx + G W_s):                       ",
 
 # %%
 block_b.train()
-total_b_train = vjp(lambda t: block_b.residual(t) + block_b.shortcut(t), x_b, G_b)
+total_b_train = vjp(lambda t: block_b.branch(t) + block_b.shortcut(t), x_b, G_b)
 print("training mode: max difference",
-      max_diff(total_b_train, vjp(block_b.residual, x_b, G_b) + vjp(block_b.shortcut, x_b, G_b)))
+      max_diff(total_b_train, vjp(block_b.branch, x_b, G_b) + vjp(block_b.shortcut, x_b, G_b)))
 
 # %% [markdown]
 # ## 4. Option A: subsample and zero-pad
@@ -376,9 +376,9 @@ print(block_a.shortcut)
 shortcut_a_by_hand = np.zeros_like(x_b)
 shortcut_a_by_hand[:, :, ::stride, ::stride] = G_b[:, :C_in]
 
-total_a = vjp(lambda t: block_a.residual(t) + block_a.shortcut(t), x_b, G_b)
+total_a = vjp(lambda t: block_a.branch(t) + block_a.shortcut(t), x_b, G_b)
 print("shortcut term: by hand vs autograd:", max_diff(shortcut_a_by_hand, vjp(block_a.shortcut, x_b, G_b)))
-print("autograd dL/dx vs (G dF/dx + shortcut term):", max_diff(total_a, vjp(block_a.residual, x_b, G_b) + shortcut_a_by_hand))
+print("autograd dL/dx vs (G dF/dx + shortcut term):", max_diff(total_a, vjp(block_a.branch, x_b, G_b) + shortcut_a_by_hand))
 
 # %% [markdown]
 # ## 5. `minires.gradcheck`: the whole block against finite differences
@@ -444,16 +444,16 @@ block2 = to_float64(BasicBlock(C, C, stride=1))
 
 
 def two_blocks(t):
-    z1 = block1.residual(t) + t
-    return block2.residual(z1) + z1
+    z1 = block1.branch(t) + t
+    return block2.branch(z1) + z1
 
 
 # One possible answer:
 def four_paths(x, G):
     with minires.no_grad():
-        z1 = (block1.residual(minires.tensor(x)) + minires.tensor(x)).numpy()
-    GJ2 = vjp(block2.residual, z1, G)           # through F2, then along the identity of block 1
-    return [G, vjp(block1.residual, x, G), GJ2, vjp(block1.residual, x, GJ2)]
+        z1 = (block1.branch(minires.tensor(x)) + minires.tensor(x)).numpy()
+    GJ2 = vjp(block2.branch, z1, G)           # through F2, then along the identity of block 1
+    return [G, vjp(block1.branch, x, G), GJ2, vjp(block1.branch, x, GJ2)]
 
 
 # %%
@@ -481,9 +481,9 @@ W_c = (bn_c.weight.data / np.sqrt(bn_c.running_var.data + bn_c.eps))[:, None] * 
 shortcut_c = np.einsum("nohw,oc->nchw", G, W_c)
 
 # %%
-total_c = vjp(lambda t: block_c.residual(t) + block_c.shortcut(t), x, G)
+total_c = vjp(lambda t: block_c.branch(t) + block_c.shortcut(t), x, G)
 check("G dF/dx + G W_s equals autograd's dL/dx for option C",
-      np.allclose(vjp(block_c.residual, x, G) + shortcut_c, total_c, rtol=1e-10, atol=1e-10),
+      np.allclose(vjp(block_c.branch, x, G) + shortcut_c, total_c, rtol=1e-10, atol=1e-10),
       "fold the batch norm's gamma / sqrt(running_var + eps) into the rows of the 1x1 weight; "
       "with stride 1 every pixel receives a gradient")
 

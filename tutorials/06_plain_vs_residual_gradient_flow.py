@@ -41,6 +41,7 @@
 # 4. see how to run the longer experiments (the degradation of Fig. 6, and a lesion study).
 
 # %%
+import inspect
 import os
 import shutil
 import tempfile
@@ -54,6 +55,7 @@ import minires.functional as F
 from minires.data import MNISTSample, Normalize, mean_std
 from minires.experiments import gradient_norms, identity_mapping
 from minires.experiments.gradient_norms import PRESETS as NORMS_PRESETS
+from minires.experiments.recipe import forward_keeping_block_gradients
 from minires.models import CifarResNet
 
 SMOKE = os.environ.get("MINIRES_SMOKE", "0") not in ("", "0")   # CI runs every tutorial quickly with this set
@@ -77,6 +79,15 @@ print("width", WIDTH, "| batch", BATCH_SIZE, "| smoke test" if SMOKE else "")
 # Autograd keeps gradients only for leaves (the parameters). To see the gradient at the input of
 # each block we run the blocks one by one, keep every $x_l$ in a list, and call `x_l.retain_grad()`
 # so that after `loss.backward()` the gradient sits in `x_l.grad`.
+#
+# Every minires model is made of three parts, and `model(x)` is exactly
+# `model.head(model.blocks(model.stem(x)))`: the **stem** (here conv, BN, ReLU), the **blocks**
+# (a list you can index and loop over) and the **head** (here global average pooling and the
+# linear layer). So running the blocks one by one needs no copy of the model's code, only a walk
+# through its parts. The experiments do that walk in one function, which we use too; here it is:
+
+# %%
+print(inspect.getsource(forward_keeping_block_gradients))
 
 # %%
 train_set = MNISTSample(train=True)
@@ -89,14 +100,7 @@ print("a batch of", images.shape, "labels", labels)
 def block_input_gradients(model, images, labels):
     """||dL/dx_l|| for x_0 (the stem's output) ... x_L (the last block's output), and the x_l themselves."""
     model.train()                                            # batch norm uses the batch's statistics
-    features = F.relu(model.bn1(model.conv1(minires.tensor(images))))   # the stem
-    xs = [features]
-    for block in model.blocks():
-        features = block(features)
-        xs.append(features)
-    for x in xs:
-        x.retain_grad()                                      # keep dL/dx_l, although x_l is not a leaf
-    logits = model.fc(model.pool(features))                  # the head: average pool, linear layer
+    logits, xs = forward_keeping_block_gradients(model, minires.tensor(images))
     F.cross_entropy(logits, labels).backward()
     return np.array([np.linalg.norm(x.grad) for x in xs]), xs
 
@@ -109,9 +113,9 @@ resnet = CifarResNet(DEPTH, "A", width=WIDTH, num_classes=10, in_channels=1)
 plain_norms, plain_xs = block_input_gradients(plain, images, labels)
 resnet_norms, resnet_xs = block_input_gradients(resnet, images, labels)
 
-# the blocks that halve the resolution: where the first convolution has stride 2
-downsampling = [i for i, block in enumerate(resnet.blocks()) if block.conv1.stride != 1]
-print("blocks:", len(resnet.blocks()), "| downsampling blocks:", downsampling)
+# the blocks that halve the resolution and double the channels
+downsampling = [i for i, block in enumerate(resnet.blocks) if block.changes_shape]
+print("blocks:", len(resnet.blocks), "| downsampling blocks:", downsampling)
 for name, norms in [("plain", plain_norms), ("residual", resnet_norms)]:
     print(f"{name:9s} ||dL/dx_0|| = {norms[0]:.3g}   ||dL/dx_L|| = {norms[-1]:.3g}   "
           f"first / last = {norms[0] / norms[-1]:.3g}")
@@ -147,7 +151,7 @@ def geometric_mean(values):
     return float(np.exp(np.mean(np.log(values))))
 
 
-keeps_shape = [i for i in range(len(resnet.blocks())) if i not in downsampling]
+keeps_shape = [i for i in range(len(resnet.blocks)) if i not in downsampling]
 print("geometric mean gain of a block that keeps the shape:")
 print(f"  plain    {geometric_mean(gains(plain_norms)[keeps_shape]):.3f}")
 print(f"  residual {geometric_mean(gains(resnet_norms)[keeps_shape]):.3f}  "

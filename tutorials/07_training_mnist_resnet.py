@@ -305,7 +305,9 @@ if len(wrong):
 # * A checkpoint holds the model's `state_dict` (and the optimiser's and schedule's, to
 #   resume); reloading it into a fresh model gives identical predictions.
 # * `python -m minires train` runs this same recipe, and adds metric logs, learning-curve
-#   plots, resuming and early stopping.
+#   plots, resuming and early stopping. Its loop is `minires.training.train_steps` (and
+#   `train_epoch`, one pass over a loader): our `train_one_epoch`, written once for the whole
+#   library, which keeps the running loss on the device instead of calling `.item()` every step.
 #
 # ## Exercises
 #

@@ -36,7 +36,6 @@
 
 # %%
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -48,11 +47,10 @@ import minires
 import minires.functional as F
 from minires import optim
 from minires.backends import cupy, kernel_dir   # cupy is None where CuPy is not installed
-from minires.backends.cuda import use_kernel_provider
-from minires.data import (CIFAR10, ArrayDataset, Compose, DataLoader, Normalize, RandomCrop,
-                          RandomHorizontalFlip, default_root, mean_std)
+from minires.backends.emulator import EmulatedModule, emulate_kernels, emulator_status
+from minires.data import CIFAR10, ArrayDataset, DataLoader, default_root
 from minires.models import resnet20
-from minires.training import evaluate
+from minires.training import evaluate, make_transforms, train_steps
 
 SMOKE = os.environ.get("MINIRES_SMOKE", "0") not in ("", "0")
 print("smoke run" if SMOKE else "full run")
@@ -149,13 +147,13 @@ plt.show()
 # deviation, and **augment** the training images: pad each side with 4 zero pixels, cut a
 # random 32x32 window, and mirror it left-right half the time. Each epoch then shows the
 # network slightly different images, which matters a lot on a data set this small.
-# The held-out images are only normalised.
+# The held-out images are only normalised. `minires.training.make_transforms` builds both
+# pipelines from the training set, exactly as `python -m minires train` does.
 
 # %%
-mean, std = mean_std(train_set)
-normalize = Normalize(mean, std)
-augment = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), normalize])
-print("per-channel mean", np.round(mean, 3), "std", np.round(std, 3))
+augment, normalize = make_transforms(train_set, augment=True)
+print("training images:", augment)
+print("held-out images:", normalize)
 
 # %% [markdown]
 # ## 3. ResNet-20
@@ -172,12 +170,13 @@ minires.manual_seed(0)
 model = resnet20().to(DEVICE)
 print(f"ResNet-20 has {model.num_parameters():,} parameters")
 
-parts = {"first conv + BN": 0, "stage 1 (16 ch)": 0, "stage 2 (32 ch)": 0, "stage 3 (64 ch)": 0, "classifier": 0}
-for name, p in model.named_parameters():
-    if name.startswith("layers."):
+# The model's parts: model.stem (conv + BN + ReLU), model.blocks (9 blocks), model.head (pool + linear).
+parts = {"stem: conv + BN": 0, "stage 1 (16 ch)": 0, "stage 2 (32 ch)": 0, "stage 3 (64 ch)": 0, "head: classifier": 0}
+for name, p in model.named_parameters():   # names like "stem.0.weight", "blocks.4.conv1.weight", "head.1.bias"
+    if name.startswith("blocks."):
         part = list(parts)[1 + int(name.split(".")[1]) // 3]   # blocks 0-2, 3-5, 6-8
     else:
-        part = "classifier" if name.startswith("fc.") else "first conv + BN"
+        part = "head: classifier" if name.startswith("head.") else "stem: conv + BN"
     parts[part] += p.size
 for part, count in parts.items():
     print(f"  {part:16s} {count:7,d}  ({count / model.num_parameters():5.1%})")
@@ -196,33 +195,41 @@ for part, count in parts.items():
 # fit in a **time budget** (or one epoch, whichever comes first), so that the cell ends in
 # classroom minutes on any machine. We time every step to work out what the whole
 # schedule would cost on *your* machine.
+#
+# The loop is `minires.training.train_steps`, the one `python -m minires train` runs too:
+# forward, loss, `zero_grad`, backward, `step`, for a number of steps. After every step it
+# calls a function of ours, `after_step`, which records the loss and the time and returns
+# `True` to stop once the budget is used up. The loop sums the loss on the device and only
+# reading it (`metrics.loss`) waits for the GPU; we read it after every step on purpose,
+# so that each step's time is the time the GPU really took.
 
 # %%
 BATCH_SIZE = 16 if SMOKE else 128
-MAX_STEPS = 3 if SMOKE else -(-len(train_set) // BATCH_SIZE)   # smoke: a handful; else one epoch
-TIME_BUDGET_S = 60 if SMOKE else 300                            # stop early when this is used up
+TIME_BUDGET_S = 60 if SMOKE else 300   # stop early when this is used up
 
 loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, drop_last=True, transform=augment, seed=0)
 test_loader = DataLoader(test_set, batch_size=256, shuffle=False, transform=normalize)
 optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+MAX_STEPS = 3 if SMOKE else len(loader)   # smoke: a handful; else one epoch
 
 losses, step_times = [], []
 start = time.perf_counter()
-model.train()
-while len(losses) < MAX_STEPS and time.perf_counter() - start < TIME_BUDGET_S:
-    for images, labels in loader:
-        tick = time.perf_counter()
-        logits = model(minires.tensor(images, device=DEVICE))
-        loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())   # .item() waits for the GPU to finish the step
-        step_times.append(time.perf_counter() - tick)
-        if len(losses) % 25 == 0 or len(losses) == 1:
-            print(f"step {len(losses):4d}  loss {losses[-1]:.3f}  ({time.perf_counter() - start:.0f} s)")
-        if len(losses) >= MAX_STEPS or time.perf_counter() - start >= TIME_BUDGET_S:
-            break
+clock = [start]   # when the last step ended
+
+
+def after_step(step, metrics):
+    """Record the loss and the duration of step ``step``; True (stop) once the budget is used up."""
+    losses.append(metrics.loss)   # the mean loss of this step alone: waits for the GPU to finish it
+    metrics.reset()
+    now = time.perf_counter()
+    step_times.append(now - clock[0])
+    clock[0] = now
+    if step % 25 == 0 or step == 1:
+        print(f"step {step:4d}  loss {losses[-1]:.3f}  ({now - start:.0f} s)")
+    return now - start >= TIME_BUDGET_S
+
+
+train_steps(model, loader, optimizer, MAX_STEPS, DEVICE, on_step=after_step)
 elapsed = time.perf_counter() - start
 print(f"trained {len(losses)} steps of {BATCH_SIZE} images in {elapsed:.0f} s")
 
@@ -405,70 +412,40 @@ print("partial[0] at the end:", rounds[-1][0], "= sum 1..16 =", np.arange(1, 17)
 # ## 7. Running kernels
 #
 # With a GPU, minires runs these kernels whenever a tensor lives on `"cuda"`. Without one,
-# the repository has a second way, built for its tests: the **CUDA emulation harness** in
-# `tests/cuda_emulation/`. Its `EmulatedModule` looks like `cupy.RawModule` (give it the
-# `.cu` source and the kernel names, get back functions called as
-# `kernel((grid,), (block,), args)`), but compiles the source with the ordinary C++ compiler
-# and runs **each CUDA thread as a host thread**: `threadIdx` and `blockIdx` become per-thread
-# variables, `__shared__` a variable all threads of the block see, and `__syncthreads()` a
-# real barrier. It is slow, but it runs the very same kernel source, and it is stricter than
-# a GPU: an untyped scalar or a write past the end of an array is an error.
-#
-# The harness lives with the tests, not in the `minires` package, so we find the repository
-# and put its `tests/` folder on `sys.path`. A script knows its own path (`__file__`); a
-# notebook does not, so we also search from the working directory and from the kernel folder.
+# it has a second way: the **kernel emulator**, `minires.backends.emulator`. Its
+# `EmulatedModule` looks like `cupy.RawModule` (give it the `.cu` source and the kernel
+# names, get back functions called as `kernel((grid,), (block,), args)`), but compiles the
+# source with the ordinary C++ compiler and runs **each CUDA thread as a host thread**:
+# `threadIdx` and `blockIdx` become per-thread variables, `__shared__` a variable all threads
+# of the block see, and `__syncthreads()` a real barrier. It is slow, but it runs the very
+# same kernel source, and it is stricter than a GPU: an untyped scalar or a write past the
+# end of an array is an error.
 
 # %%
-def find_repository():
-    starts = [Path.cwd(), Path(kernel_dir()).parent]
-    if "__file__" in globals():   # run as a script
-        starts.insert(0, Path(__file__).resolve().parent)
-    for start in starts:
-        for folder in (start, *start.parents):
-            if (folder / "tests" / "cuda_emulation" / "emulator.py").is_file():
-                return folder
-    return None
-
-
 if GPU:
     RUNNER, why = "cupy", "kernels run on the GPU through CuPy"
 else:
-    repository = find_repository()
-    if repository is None:
-        RUNNER, why = None, "tests/cuda_emulation was not found (is this a source checkout of minires?)"
-    else:
-        if str(repository / "tests") not in sys.path:
-            sys.path.append(str(repository / "tests"))
-        from cuda_emulation.emulator import EmulatedModule, compiler
-        if compiler() is None:
-            RUNNER, why = None, "no C++ compiler (g++ or clang++) for the emulation harness; install one"
-        else:
-            RUNNER, why = "emulator", f"no GPU: kernels run on host threads, compiled with {compiler()}"
+    usable, why = emulator_status()
+    RUNNER = "emulator" if usable else None
 print("kernel runner:", RUNNER, "|", why)
 if RUNNER is None:
     print("The cells that run kernels will say so and skip.")
 
 # %% [markdown]
-# First, a whole op. `use_kernel_provider(EmulatedModule)` routes every kernel launch to the
-# emulator *and* sends NumPy arrays down the GPU code path: the same wrapper code that would
-# allocate outputs and pick launch sizes on a GPU runs, on NumPy arrays. We wrap the
-# provider to record the launches, and compare with the ordinary NumPy path.
+# First, a whole op. Inside `with emulate_kernels():` every op sends its NumPy arrays down
+# the *kernel path*: the same wrapper code that would allocate outputs and pick launch sizes
+# on a GPU runs, on NumPy arrays, and the emulator runs the kernels. Given a list,
+# `emulate_kernels(launches=...)` records every launch. We compare with the ordinary NumPy path.
 
 # %%
 launches = []
-
-
-def recording_provider(**kwargs):
-    module = EmulatedModule(**kwargs)
-    module.launches = launches   # EmulatedModule appends (kernel name, grid, block) at every launch
-    return module
 
 
 def through_kernels(fn, *arrays):
     """fn applied to minires tensors made from ``arrays``, computed by our CUDA kernels; a NumPy result."""
     if RUNNER == "cupy":
         return fn(*[minires.tensor(a, device="cuda") for a in arrays]).numpy()
-    with use_kernel_provider(recording_provider):
+    with emulate_kernels(launches=launches):
         return fn(*[minires.tensor(a) for a in arrays]).numpy()
 
 
@@ -571,7 +548,7 @@ reference.load_state_dict(model.state_dict())   # the trained weights, as NumPy 
 reference.eval()
 model.eval()
 if SMOKE:
-    net, ref_net, x = model.layers[0], reference.layers[0], rng.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    net, ref_net, x = model.blocks[0], reference.blocks[0], rng.standard_normal((1, 16, 8, 8)).astype(np.float32)
 else:
     net, ref_net, x = model, reference, normalize(test_set.images[:2].astype(np.float32) / 255)
 if RUNNER is None:
@@ -602,8 +579,8 @@ else:
 #   launch, with neighbouring threads on neighbouring addresses.
 # * Threads of one block cooperate through `__shared__` memory, separated into phases by
 #   `__syncthreads()`, which every thread of the block must reach.
-# * Without a GPU, `tests/cuda_emulation` runs the same `.cu` sources on host threads, which
-#   is how minires tests its kernels on any machine.
+# * Without a GPU, `minires.backends.emulator.emulate_kernels()` runs the same `.cu` sources on
+#   host threads, which is how minires tests its kernels on any machine.
 #
 # ## Exercises
 #

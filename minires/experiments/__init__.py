@@ -17,8 +17,12 @@ One experiment per file:
     identity_mapping.py  He et al. 2016, eq. 5: dL/dx_l = dL/dx_L (1 + d/dx_l sum F_i), checked in float64
     lesion.py            Veit et al. 2016: delete one block of a trained network at test time
 and what they share:
-    recipe.py            data, the networks, a block-by-block forward pass, the SGD recipe
-    common.py            presets, seeding, progress bars, CSV / JSON / PNG output
+    recipe.py            data, the networks, a walk through a model's parts keeping each block's
+                         input, the SGD recipe
+    common.py            presets, seeding, CSV / JSON / PNG output
+They train with ``minires.training.train_steps``, the loop of the train command, and look
+inside a network only through its parts (``model.stem``, ``model.blocks``, ``model.head``;
+each block's ``branch`` and ``shortcut``).
 """
 from minires.experiments.degradation import degradation
 from minires.experiments.gradient_norms import gradient_norms

@@ -9,7 +9,7 @@ from minires.experiments.degradation import PRESETS as DEGRADATION_PRESETS
 from minires.experiments.gradient_norms import PRESETS as NORMS_PRESETS
 from minires.experiments.identity_mapping import PRESETS as IDENTITY_PRESETS
 from minires.experiments.lesion import PRESETS as LESION_PRESETS
-from minires.training.datasets import DATASETS
+from minires.training.dataset_registry import DATASETS
 
 PRESETS = {"norms": NORMS_PRESETS, "degradation": DEGRADATION_PRESETS,
            "identity": IDENTITY_PRESETS, "lesion": LESION_PRESETS}

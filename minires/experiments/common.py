@@ -1,4 +1,4 @@
-"""What every gradient-flow experiment shares: presets, seeding, progress bars, output files, figures.
+"""What every gradient-flow experiment shares: presets, seeding, output files, figures.
 
 An experiment is a function with a table of *presets* (named dicts of settings:
 "tiny" for the tests, "laptop" for a 2-core CPU, "gpu" for the paper's sizes).
@@ -13,10 +13,9 @@ remains.
 import csv
 import json
 import os
-import sys
 
 import minires
-from minires.training.train_command import check_device
+from minires.training.device import check_device
 
 
 def choose_settings(presets, preset, overrides):
@@ -39,17 +38,6 @@ def start(seed, device):
     """Seed every generator minires uses and check that ``device`` is usable; returns the device."""
     minires.manual_seed(seed)
     return check_device(device)
-
-
-def progress_bar(iterable, total, description, enabled):
-    """A tqdm bar on stderr when ``enabled`` (None: only when stderr is a terminal)."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)
 
 
 def l2_norm(array):

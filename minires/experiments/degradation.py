@@ -27,8 +27,9 @@ from minires.experiments.common import (
     choose_settings, new_figure, save_figure, start, write_csv, write_json,
 )
 from minires.experiments.recipe import (
-    NETWORK_KINDS, build_network, endless_batches, error_rate, held_out_batches, load_data, network_name, train,
+    NETWORK_KINDS, build_network, endless_batches, held_out_batches, load_data, network_name, sgd_with_steps,
 )
+from minires.training import evaluate, train_steps
 
 PRESETS = {
     "tiny": dict(dataset="mnist_sample", train_size=256, test_size=128, depths=(8, 20), width=2,
@@ -44,18 +45,28 @@ PRESETS = {
 
 
 def train_and_record(kind, depth, settings, train_set, test_loader, seed, device, progress):
-    """Train one network; returns its curve: a list of {iteration, lr, train_error, test_error}."""
+    """Train one network; returns its curve: a list of {iteration, lr, train_error, test_error}.
+
+    Every ``report_every`` iterations (and after the last) a point is added: the lr of that
+    iteration, the fraction of training images misclassified *while training* since the
+    last point (as in the training curves of He et al. 2015), and the test error in eval mode.
+    """
     minires.manual_seed(seed)
     model = build_network(kind, depth, settings["width"], train_set, device)
+    optimizer, scheduler = sgd_with_steps(model, settings)
     batches = endless_batches(train_set, settings["batch_size"], seed, settings["augment"])
+    num_classes = len(train_set.classes)
     curve = []
 
-    def report(iterations_done, training_error, lr):
-        model.eval()
-        curve.append({"iteration": iterations_done, "lr": lr, "train_error": training_error,
-                      "test_error": error_rate(model, test_loader, device)})
+    def report(iteration, metrics):
+        if iteration % settings["report_every"] == 0 or iteration == settings["iterations"]:
+            _, test_accuracy, _ = evaluate(model, test_loader, num_classes, device)
+            curve.append({"iteration": iteration, "lr": optimizer.param_groups[0]["lr"],
+                          "train_error": metrics.error, "test_error": 1 - test_accuracy})
+            metrics.reset()
 
-    train(model, batches, settings, device, progress, network_name(kind, depth), settings["report_every"], report)
+    train_steps(model, batches, optimizer, settings["iterations"], device, scheduler=scheduler, on_step=report,
+                progress=progress, description=network_name(kind, depth))
     return curve
 
 

@@ -6,8 +6,9 @@ For every network, on the training batch of each recorded iteration, we measure
     ||dL/dW||    for the weight of every convolution, from the first to the last
 
 The gradient at a block's input is not kept by autograd (it is not a parameter),
-so the forward pass is written out block by block and each x_l is asked to keep
-it with ``x_l.retain_grad()``; after ``loss.backward()`` it sits in ``x_l.grad``.
+so the training loop is given a forward pass that walks the model's parts
+(stem, each block, head) and asks each x_l to keep it with ``x_l.retain_grad()``;
+after ``loss.backward()`` it sits in ``x_l.grad``.
 
 What to expect. In a residual network every block adds to an identity path, so
 (up to the ReLU after each addition) dL/dx_l = dL/dx_{l+1} (1 + dF_l/dx_l): from the last block back to the first the
@@ -24,14 +25,15 @@ while the ResNets' stay within a small factor. The summary compares
 import time
 
 import minires
-import minires.functional as F
 from minires.experiments.common import (
-    choose_settings, l2_norm, new_figure, progress_bar, save_figure, start, write_csv, write_json,
+    choose_settings, l2_norm, new_figure, save_figure, start, write_csv, write_json,
 )
 from minires.experiments.recipe import (
-    NETWORK_KINDS, build_network, endless_batches, head, load_data, network_name, sgd_with_steps, stem,
+    NETWORK_KINDS, build_network, endless_batches, forward_keeping_block_gradients, load_data, network_name,
+    sgd_with_steps,
 )
 from minires.nn import Conv2d
+from minires.training import train_steps
 
 PRESETS = {
     "tiny": dict(dataset="mnist_sample", train_size=256, depths=(8, 56), width=2, batch_size=16,
@@ -43,19 +45,6 @@ PRESETS = {
 }
 
 
-def forward_keeping_block_gradients(model, images):
-    """``model(images)``, block by block. Returns (logits, [x_0, ..., x_L]), where each x_l
-    has ``retain_grad()`` set, so that after backward ``x_l.grad`` holds dL/dx_l."""
-    features = stem(model, images)
-    block_inputs = [features]
-    for block in model.blocks():
-        features = block(features)
-        block_inputs.append(features)
-    for x in block_inputs:
-        x.retain_grad()
-    return head(model, features), block_inputs
-
-
 def convolutions(model):
     """(name, Conv2d) for every convolution, in the order the forward pass uses them."""
     return [(name, module) for name, module in model.named_modules() if isinstance(module, Conv2d)]
@@ -63,7 +52,12 @@ def convolutions(model):
 
 def measure_network(kind, depth, settings, train_set, seed, device, progress):
     """Train one network for ``iterations`` SGD steps, recording gradient norms every
-    ``record_every`` steps (step 0 is the network at initialisation)."""
+    ``record_every`` steps (iteration 0 is the network at initialisation).
+
+    The norms of step s (counted from 1) are those of its own batch, computed before its
+    update, at the weights after s - 1 updates: "iteration s - 1". So ``iterations + 1``
+    steps are taken, and the update of the last one is never measured.
+    """
     minires.manual_seed(seed)
     model = build_network(kind, depth, settings["width"], train_set, device)
     convs = convolutions(model)
@@ -71,22 +65,21 @@ def measure_network(kind, depth, settings, train_set, seed, device, progress):
     batches = endless_batches(train_set, settings["batch_size"], seed, settings["augment"])
     record = {"kind": kind, "depth": depth, "iterations": [], "block_input_norms": [],
               "conv_weight_norms": [], "conv_names": [name for name, _ in convs]}
-    model.train()
-    steps = progress_bar(range(settings["iterations"] + 1), settings["iterations"] + 1,
-                         network_name(kind, depth), progress)
-    for iteration in steps:
-        images, labels = next(batches)
-        logits, block_inputs = forward_keeping_block_gradients(model, minires.tensor(images, device=device))
-        loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
+    block_inputs = []  # x_0 ... x_L of the latest forward pass
+
+    def forward(images):
+        logits, block_inputs[:] = forward_keeping_block_gradients(model, images)
+        return logits
+
+    def record_norms(step, _):
+        iteration = step - 1
         if iteration % settings["record_every"] == 0 or iteration == settings["iterations"]:
             record["iterations"].append(iteration)
             record["block_input_norms"].append([l2_norm(x.grad) for x in block_inputs])
             record["conv_weight_norms"].append([l2_norm(conv.weight.grad) for _, conv in convs])
-        if iteration < settings["iterations"]:  # the last batch is only measured
-            optimizer.step()
-            scheduler.step()
+
+    train_steps(model, batches, optimizer, settings["iterations"] + 1, device, scheduler=scheduler,
+                forward=forward, on_step=record_norms, progress=progress, description=network_name(kind, depth))
     return record
 
 

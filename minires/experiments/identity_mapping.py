@@ -13,15 +13,16 @@ real loss on a real batch, in float64, and computes both sides separately:
   left   dL/dx_l by autograd through the whole network (``x_l.retain_grad()``);
   right  g_L = dL/dx_L from the same backward pass, plus the branch term
          g_L d/dx_l sum F_i, obtained by replaying blocks l..L-1 from a fresh copy
-         of x_l and back-propagating g_L through the sum of their branches only.
+         of x_l and back-propagating g_L through the sum of their branches only
+         (each block's ``block.branch``, F).
 
 They agree to rounding error (a relative difference near 1e-15 in float64).
 
 Stage boundaries. The first block of stages 2 and 3 halves the resolution and
 doubles the channels, so its shortcut is a 1x1 convolution of the activated
-input, not the identity, and eq. 4 does not cross it. The check therefore runs
-inside each stage: l goes over every block whose shortcut is the identity, and
-L is the output of the last block of that stage.
+input (``block.projection``), not the identity, and eq. 4 does not cross it. The
+check therefore runs inside each stage: l goes over every block whose shortcut is
+the identity, and L is the output of the last block of that stage.
 """
 import numpy
 
@@ -30,7 +31,7 @@ import minires.functional as F
 from minires.experiments.common import (
     choose_settings, l2_norm, new_figure, save_figure, start, write_csv, write_json,
 )
-from minires.experiments.recipe import endless_batches, load_data
+from minires.experiments.recipe import endless_batches, forward_keeping_block_gradients, load_data
 from minires.models import PreActResNet
 
 PRESETS = {
@@ -47,26 +48,12 @@ def to_float64(model):
     return model
 
 
-def forward_keeping_block_gradients(model, images):
-    """A PreActResNet's forward pass, block by block. Returns (logits, [x_0, ..., x_B]) with
-    ``retain_grad()`` set on every block input x_i and on x_B, the last block's output."""
-    features = model.conv1(images)
-    xs = [features]
-    for block in model.blocks():
-        features = block(features)
-        xs.append(features)
-    for x in xs:
-        x.retain_grad()
-    logits = model.fc(model.pool(F.relu(model.bn(features))))
-    return logits, xs
-
-
 def identity_stretches(blocks):
-    """(first, end) for each run of consecutive blocks with an identity shortcut: within one
-    run, x_end = x_l + sum_{i=l}^{end-1} F(x_i) for every l in [first, end)."""
+    """(first, end) for each run of consecutive blocks with an identity shortcut (no projection):
+    within one run, x_end = x_l + sum_{i=l}^{end-1} F(x_i) for every l in [first, end)."""
     stretches, first = [], None
     for index, block in enumerate(blocks + [None]):
-        is_identity = block is not None and block.shortcut is None
+        is_identity = block is not None and block.projection is None
         if is_identity and first is None:
             first = index
         elif not is_identity and first is not None:
@@ -76,12 +63,13 @@ def identity_stretches(blocks):
 
 
 def replay_branches(blocks, x_l, l, end):
-    """Run blocks l..end-1 from a fresh leaf copy of x_l. Returns (leaf, x_end, sum of the branches F_i)."""
+    """Run blocks l..end-1 from a fresh leaf copy of x_l. Returns (leaf, x_end, sum of the branches F_i):
+    x_end as the blocks themselves compute it, the branches F(x_i) computed alongside."""
     leaf = minires.tensor(x_l.data, device=x_l.device, requires_grad=True)
     x, branch_sum = leaf, None
     for block in blocks[l:end]:
-        branch = block.residual_from_activated(F.relu(block.bn1(x)))  # F(x_i)
-        x = branch + x  # x_{i+1} = F(x_i) + x_i, exactly as PreActBlock.forward adds them
+        branch = block.branch(x)  # F(x_i)
+        x = block(x)  # x_{i+1} = F(x_i) + x_i
         branch_sum = branch if branch_sum is None else branch_sum + branch
     return leaf, x, branch_sum
 
@@ -148,7 +136,7 @@ def identity_mapping(preset="laptop", out=None, seed=0, device="cpu", data_root=
     to_float64(model.to(device)).train()
     logits, xs = forward_keeping_block_gradients(model, minires.tensor(images, dtype=numpy.float64, device=device))
     F.cross_entropy(logits, labels).backward()
-    blocks = model.blocks()
+    blocks = list(model.blocks)
     rows = []
     for stage, (first, end) in enumerate(identity_stretches(blocks), start=1):
         rows += check_stretch(blocks, xs, first, end, stage)

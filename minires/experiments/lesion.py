@@ -2,17 +2,17 @@
 
 Train a ResNet and a plain network of the same depth, then, for each block i in
 turn, evaluate the test error with that block removed and everything else
-untouched. "Removing block i" means its output is replaced by what is left
-without its layers:
+untouched. "Removing block i" means putting, in the model's own list of blocks
+(``model.blocks[i] = ...``), what is left of it without its layers:
 
-  ResNet  y = shortcut(x): the residual branch is skipped and only the identity
+  ResNet  its shortcut: the residual branch is skipped and only the identity
           (or, where the shape changes, the option-A subsample-and-zero-pad) remains.
           The block's final ReLU would change nothing, since x >= 0 already.
-  plain   y = x where the block keeps the shape. A plain block that halves the
-          resolution and doubles the channels has no shortcut of its own; we use
-          the same parameter-free zero-pad shortcut as the ResNet's, so that every
-          block of both networks can be deleted. Those downsampling blocks are
-          marked in the CSV and drawn with hollow markers.
+  plain   ``nn.Identity()`` where the block keeps the shape. A plain block that halves
+          the resolution and doubles the channels has no shortcut of its own
+          (``shortcut`` is None); we use the same parameter-free zero-pad shortcut as
+          the ResNet's, so that every block of both networks can be deleted. Those
+          downsampling blocks are marked in the CSV and drawn with hollow markers.
 
 Veit et al. read a ResNet as an ensemble of many paths of different lengths:
 deleting one block removes only half of the paths, and most of the others
@@ -24,14 +24,15 @@ import time
 import numpy
 
 import minires
-import minires.functional as F
 from minires.experiments.common import (
     choose_settings, new_figure, save_figure, start, write_csv, write_json,
 )
 from minires.experiments.recipe import (
-    NETWORK_KINDS, build_network, changes_shape, endless_batches, error_rate, head, held_out_batches, load_data,
-    network_name, stem, train,
+    NETWORK_KINDS, build_network, endless_batches, held_out_batches, load_data, network_name, sgd_with_steps,
 )
+from minires.models import ZeroPadShortcut
+from minires.nn import Identity
+from minires.training import evaluate, train_steps
 
 PRESETS = {
     "tiny": dict(dataset="mnist_sample", train_size=2048, test_size=256, depth=26, width=4, batch_size=32,
@@ -43,37 +44,39 @@ PRESETS = {
 }
 
 
-def without_block(block, x):
-    """What a deleted block leaves behind: its shortcut (ResNet), the identity or a zero-pad (plain)."""
+def what_is_left(block):
+    """The module that takes a deleted block's place: its shortcut (ResNet), else the identity
+    or, where the block changes the shape, a zero-pad shortcut (plain)."""
     if block.shortcut is not None:
-        return block.shortcut(x)
-    if changes_shape(block):
-        return F.zero_pad_shortcut(x, block.conv1.out_channels, block.conv1.stride)
-    return x
+        return block.shortcut
+    if block.changes_shape:
+        return ZeroPadShortcut(block.out_channels, block.stride)
+    return Identity()
 
 
-def forward_with_block_deleted(model, deleted):
-    """A function images -> logits that runs ``model`` with block number ``deleted`` removed."""
-    def forward(images):
-        features = stem(model, images)
-        for index, block in enumerate(model.blocks()):
-            features = without_block(block, features) if index == deleted else block(features)
-        return head(model, features)
-    return forward
+def accuracy_without_block(model, index, test_loader, num_classes, device):
+    """Test accuracy of ``model`` with ``model.blocks[index]`` replaced by what is left of it."""
+    block = model.blocks[index]
+    model.blocks[index] = what_is_left(block)
+    try:
+        return evaluate(model, test_loader, num_classes, device)[1]
+    finally:
+        model.blocks[index] = block
 
 
 def lesion_one_network(kind, settings, train_set, test_loader, seed, device, progress):
     """Train a network, then measure its test accuracy intact and with each block deleted."""
     minires.manual_seed(seed)
     model = build_network(kind, settings["depth"], settings["width"], train_set, device)
+    optimizer, scheduler = sgd_with_steps(model, settings)
     batches = endless_batches(train_set, settings["batch_size"], seed, settings["augment"])
-    name = network_name(kind, settings["depth"])
-    train(model, batches, settings, device, progress, name)
-    model.eval()
-    intact = 1 - error_rate(model, test_loader, device)
-    rows = [{"network": name, "kind": kind, "deleted_block": index, "changes_shape": changes_shape(block),
-             "accuracy": 1 - error_rate(forward_with_block_deleted(model, index), test_loader, device)}
-            for index, block in enumerate(model.blocks())]
+    name, num_classes = network_name(kind, settings["depth"]), len(train_set.classes)
+    train_steps(model, batches, optimizer, settings["iterations"], device, scheduler=scheduler,
+                progress=progress, description=name)
+    intact = evaluate(model, test_loader, num_classes, device)[1]
+    rows = [{"network": name, "kind": kind, "deleted_block": index, "changes_shape": block.changes_shape,
+             "accuracy": accuracy_without_block(model, index, test_loader, num_classes, device)}
+            for index, block in enumerate(list(model.blocks))]  # a list: the loop replaces blocks
     return intact, rows
 
 

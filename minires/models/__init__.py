@@ -1,10 +1,19 @@
 """The model zoo: CIFAR ResNets and plain nets (He et al. 2015), pre-activation
-ResNets (He et al. 2016), Wide ResNets, and a small ResNet for MNIST."""
+ResNets (He et al. 2016), Wide ResNets, and a small ResNet for MNIST.
+
+Every model has three parts, and ``model(x)`` is exactly ``model.head(model.blocks(model.stem(x)))``:
+``stem`` (the layers before the first block), ``blocks`` (index, iterate, or replace one:
+``model.blocks[i] = nn.Identity()``) and ``head`` (the layers after the last block). Every
+residual block has a ``branch`` F and a ``shortcut``; ``block(x)`` is ReLU(F(x) + shortcut(x))
+in the original ResNet and F(x) + shortcut(x) in the pre-activation ones. A plain network's
+blocks have ``shortcut = None``. See ``stages.py``.
+"""
 from minires.models.cifar_resnet import (
-    BasicBlock, CifarResNet, cifar_resnet, plain_net, resnet20, resnet32, resnet44, resnet56, resnet110,
+    BasicBlock, CifarResNet, ZeroPadShortcut, cifar_resnet, plain_net, resnet20, resnet32, resnet44, resnet56,
+    resnet110,
 )
 from minires.models.preact_resnet import PreActBlock, PreActBottleneck, PreActResNet, preact_resnet, preact_resnet164
-from minires.models.wide_resnet import WideResNet, wide_resnet
+from minires.models.wide_resnet import WideBlock, WideResNet, wide_resnet
 from minires.models.mnist_resnet import mnist_resnet
 
 # Names accepted by the training command; each builder takes (in_channels, num_classes) from the data set.

@@ -1,22 +1,24 @@
 """The CIFAR-10 ResNets of He et al. 2015 ("Deep Residual Learning", section 4.2),
 and the plain networks they are compared with.
 
-    conv3x3(3 -> 16), BN, ReLU
-    stage 1: n blocks, 16 channels, 32x32
-    stage 2: n blocks, 32 channels, 16x16   (first block has stride 2)
-    stage 3: n blocks, 64 channels, 8x8     (first block has stride 2)
-    global average pool, fully connected -> 10 classes
+    stem:    conv3x3(3 -> 16), BN, ReLU
+    blocks:  stage 1: n blocks, 16 channels, 32x32
+             stage 2: n blocks, 32 channels, 16x16   (first block has stride 2)
+             stage 3: n blocks, 64 channels, 8x8     (first block has stride 2)
+    head:    global average pool, fully connected -> 10 classes
 
 Depth = 6n + 2 (two convs per block, plus the first conv and the classifier).
-A block is  y = ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x)).  Shortcut options:
+A block is  y = ReLU(branch(x) + shortcut(x)),  with the branch F(x) = BN(conv(ReLU(BN(conv(x))))).
+Shortcut options:
     A  identity; where the shape changes, subsample and zero-pad the new channels (no parameters)
     B  identity; where the shape changes, a 1x1 convolution (+BN) projection
     C  a 1x1 projection in every block
-A plain network is the same stack with no shortcut at all.
+A plain network is the same stack with no shortcut at all: its blocks have
+``shortcut = None`` and compute y = ReLU(branch(x)).
 """
 import minires.functional as F
 from minires.models.stages import he_init_convolutions, make_stages
-from minires.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Identity, Linear, Sequential
+from minires.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Identity, Linear, ReLU, Sequential
 from minires.nn.module import Module
 
 SHORTCUTS = ("A", "B", "C", "none")
@@ -42,29 +44,35 @@ def projection(in_channels, out_channels, stride):
 
 
 class BasicBlock(Module):
+    """y = ReLU(branch(x) + shortcut(x)); in a plain network ``shortcut`` is None and y = ReLU(branch(x)).
+
+    ``changes_shape`` is True for a block that halves the resolution or changes the width
+    (the first block of stages 2 and 3)."""
+
     def __init__(self, in_channels, out_channels, stride=1, shortcut="A"):
         super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.changes_shape = stride != 1 or in_channels != out_channels
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = BatchNorm2d(out_channels)
         self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = BatchNorm2d(out_channels)
-        changes_shape = stride != 1 or in_channels != out_channels
         if shortcut == "none":
             self.shortcut = None  # a plain network
-        elif shortcut == "C" or (shortcut == "B" and changes_shape):
+        elif shortcut == "C" or (shortcut == "B" and self.changes_shape):
             self.shortcut = projection(in_channels, out_channels, stride)
-        elif shortcut == "A" and changes_shape:
+        elif shortcut == "A" and self.changes_shape:
             self.shortcut = ZeroPadShortcut(out_channels, stride)
         else:
             self.shortcut = Identity()
 
-    def residual(self, x):
+    def branch(self, x):
         """F(x): the branch that learns the residual."""
         out = F.relu(self.bn1(self.conv1(x)))
         return self.bn2(self.conv2(out))
 
     def forward(self, x):
-        out = self.residual(x)
+        out = self.branch(x)
         if self.shortcut is not None:
             out = out + self.shortcut(x)  # y = F(x) + x: the gradient reaches x by both paths
         return F.relu(out)
@@ -80,21 +88,14 @@ class CifarResNet(Module):
         n = (depth - 2) // 6
         self.depth, self.shortcut_option = depth, shortcut
         widths = (width, 2 * width, 4 * width)
-        self.conv1 = Conv2d(in_channels, width, 3, padding=1, bias=False)
-        self.bn1 = BatchNorm2d(width)
-        self.layers, channels = make_stages(
+        self.stem = Sequential(Conv2d(in_channels, width, 3, padding=1, bias=False), BatchNorm2d(width), ReLU())
+        self.blocks, channels = make_stages(
             lambda cin, cout, stride: BasicBlock(cin, cout, stride, shortcut), width, widths, n)
-        self.pool = GlobalAvgPool2d()
-        self.fc = Linear(channels, num_classes)
+        self.head = Sequential(GlobalAvgPool2d(), Linear(channels, num_classes))
         he_init_convolutions(self)
 
-    def blocks(self):
-        return list(self.layers)
-
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layers(out)
-        return self.fc(self.pool(out))
+        return self.head(self.blocks(self.stem(x)))
 
 
 def cifar_resnet(depth, shortcut="A", width=16, num_classes=10):

@@ -160,6 +160,17 @@ class Sequential(Module):
     def __getitem__(self, index):
         return list(self._modules.values())[index]
 
+    def __setitem__(self, index, module):
+        """``seq[i] = module`` puts ``module`` in place i (keeping its name, so state-dict keys and order stay)."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential holds Modules (e.g. nn.Identity()), got {type(module).__name__}")
+        names = list(self._modules)
+        if not -len(names) <= index < len(names):
+            raise IndexError(f"index {index} is out of range for a Sequential of {len(names)} modules")
+        name = names[index]
+        self._modules[name] = module  # the same key: the order is kept
+        object.__setattr__(self, name, module)
+
     def __len__(self):
         return len(self._modules)
 

@@ -3,10 +3,11 @@ import json
 
 from minires import data
 from minires.models import build_model
+from minires.training.augmentation import make_transforms
 from minires.training.checkpoint import load_checkpoint
-from minires.training.datasets import load_datasets, split_off_validation
+from minires.training.dataset_registry import load_datasets, split_off_validation
+from minires.training.device import check_device
 from minires.training.loop import evaluate
-from minires.training.train_command import check_device
 
 
 def add_evaluate_arguments(parser):
@@ -31,7 +32,7 @@ def run(args, out=print):
     # Normalise exactly as in training: with the training split's statistics.
     if config.get("val_fraction", 0) > 0 and dataset == config["dataset"]:
         train_set, _ = split_off_validation(train_set, config["val_fraction"], config["seed"])
-    normalize = data.Normalize(*data.mean_std(train_set))
+    _, normalize = make_transforms(train_set, augment=False)
     model = build_model(model_name, test_set.images.shape[1], len(test_set.classes))
     try:
         model.load_state_dict(state["model"])

@@ -1,66 +1,91 @@
-"""One epoch of training, and evaluation: the loop every framework tutorial shows.
+"""The training loop and evaluation: the loop every framework tutorial shows, written once.
 
-    for images, labels in loader:
+    for images, labels in batches:
         loss = cross_entropy(model(images), labels)
         optimizer.zero_grad(); loss.backward(); optimizer.step()
-"""
-import numpy
 
+``train_steps`` runs that for a given number of steps on any iterator of batches
+(an epoch of a ``DataLoader``, or an endless stream), with an optional
+``on_step`` callback after every step: the train command, the gradient-flow
+experiments and the tutorials all train through it. ``train_epoch`` is one pass
+over a loader; ``evaluate`` measures a model without gradients.
+
+Loss and accuracy are summed on the device (``RunningMetrics``) and read back
+only when reported: reading a number from a GPU waits for all queued work.
+"""
 import minires
 import minires.functional as F
-from minires.backends import to_device
-
-REFRESH = 20  # progress-bar refresh interval, in steps
-
-
-def _progress(iterable, total, description, enabled):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)
+from minires.backends import get_array_module, to_device
+from minires.training.metrics import RunningMetrics
+from minires.training.progress import REFRESH, progress_bar
 
 
-def train_epoch(model, loader, optimizer, device="cpu", label_smoothing=0.0, progress=False, description="train"):
-    """Train for one pass over ``loader``; returns (mean loss, accuracy) over the samples seen.
+def train_steps(model, batches, optimizer, steps, device="cpu", *, scheduler=None, label_smoothing=0.0,
+                forward=None, on_step=None, progress=False, description="train"):
+    """Train ``model`` for ``steps`` SGD steps on ``(images, labels)`` NumPy batches taken from
+    ``batches``; returns the ``RunningMetrics`` of the steps taken.
 
-    The running loss and correct count stay on the device (0-d arrays) and are read
-    back once at the end: on a GPU, reading a number back waits for all queued work,
-    and doing that every step would leave the GPU idle between steps. The progress
-    bar refreshes its numbers only every ``REFRESH`` steps for the same reason.
+    scheduler        stepped after every step (a per-iteration schedule); None to step it yourself
+    forward          ``forward(images) -> logits`` used instead of ``model``, e.g. to keep what
+                     the model computes on the way (``model`` is still the one put in training mode)
+    on_step          ``on_step(step, metrics)`` after each step's update and before the scheduler
+                     steps, so the optimizer's lr is the one this step used. ``step`` counts from 1.
+                     It may read ``metrics`` (which waits for the device) and ``reset()`` it, may
+                     evaluate the model (training mode is restored after it), and may return True
+                     to stop training early.
+    progress         a progress bar: True, False, or None for "when stderr is a terminal"
     """
+    forward = model if forward is None else forward
+    batches = iter(batches)
+    metrics = RunningMetrics()
     model.train()
-    total_loss = total_correct = 0.0
-    total_seen = 0
-    batches = _progress(loader, len(loader), description, progress)
-    for step, (images, labels) in enumerate(batches, 1):
-        x = minires.tensor(images, device=device)
-        y = to_device(labels, device)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    numbers = range(1, steps + 1)
+    bar = progress_bar(numbers, steps, description, progress)
+    for step in bar:
+        try:
+            images, labels = next(batches)
+        except StopIteration:
+            raise ValueError(f"the batches ran out after {step - 1} of {steps} steps") from None
+        labels = to_device(labels, device)
+        logits = forward(minires.tensor(images, device=device))
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        n = len(labels)
-        total_loss = total_loss + loss.data.astype("float64") * n  # stays on the device
-        total_correct = total_correct + (logits.data.argmax(axis=1) == y).sum()
-        total_seen += n
-        if progress and step % REFRESH == 0:
-            batches.set_postfix(loss=f"{float(total_loss) / total_seen:.3f}", acc=f"{int(total_correct) / total_seen:.3f}")
-    return float(total_loss) / max(total_seen, 1), int(total_correct) / max(total_seen, 1)
+        metrics.update(loss, logits, labels)
+        stop = on_step is not None and on_step(step, metrics)
+        if not model.training:  # on_step evaluated the model
+            model.train()
+        if scheduler is not None:
+            scheduler.step()
+        if bar is not numbers and step % REFRESH == 0:  # a bar is shown: refresh its numbers
+            bar.set_postfix(loss=f"{metrics.loss:.3f}", acc=f"{metrics.accuracy:.3f}")
+        if stop:
+            break
+    return metrics
+
+
+def train_epoch(model, loader, optimizer, device="cpu", label_smoothing=0.0, progress=False, description="train"):
+    """Train for one pass over ``loader``; returns (mean loss, accuracy) over the samples seen."""
+    metrics = train_steps(model, loader, optimizer, len(loader), device, label_smoothing=label_smoothing,
+                          progress=progress, description=description)
+    return metrics.loss, metrics.accuracy
 
 
 def evaluate(model, loader, num_classes, device="cpu", progress=False, description="eval"):
-    """Loss, accuracy and the confusion matrix (rows: true class, columns: predicted) on ``loader``."""
+    """Loss, accuracy and the confusion matrix (a NumPy array; rows: true class, columns:
+    predicted) of ``model`` in eval mode on ``loader``, without gradients."""
     model.eval()
-    confusion = numpy.zeros((num_classes, num_classes), dtype=numpy.int64)
-    total_loss = total_seen = 0.0
+    metrics, confusion = RunningMetrics(), 0
     with minires.no_grad():
-        for images, labels in _progress(loader, len(loader), description, progress):
+        for images, labels in progress_bar(loader, len(loader), description, progress):
+            labels = to_device(labels, device)
             logits = model(minires.tensor(images, device=device))
-            total_loss += F.cross_entropy(logits, to_device(labels, device)).item() * len(labels)
-            predicted = to_device(logits.data.argmax(axis=1), "cpu")
-            numpy.add.at(confusion, (labels, predicted), 1)
-            total_seen += len(labels)
-    accuracy = numpy.trace(confusion) / max(total_seen, 1)
-    return total_loss / max(total_seen, 1), float(accuracy), confusion
+            metrics.update(F.cross_entropy(logits, labels), logits, labels)
+            predicted = logits.data.argmax(axis=1)
+            pairs = labels * num_classes + predicted  # (true, predicted) as one index, counted on the device
+            confusion = confusion + get_array_module(pairs).bincount(pairs, minlength=num_classes ** 2)
+    if metrics.seen == 0:
+        raise ValueError("evaluate: the loader gave no batches")
+    confusion = to_device(confusion, "cpu").reshape(num_classes, num_classes)
+    return metrics.loss, metrics.accuracy, confusion

@@ -7,17 +7,12 @@ at 50% and 75% of training, 4-pixel pad-and-crop plus horizontal flips.
 import json
 import os
 import sys
-import time
 
-import minires
-from minires import data, optim
-from minires.backends import cuda_status
-from minires.models import build_model
-from minires.random import get_rng_state, set_rng_state
-from minires.training.checkpoint import load_checkpoint, save_checkpoint
-from minires.training.datasets import DATASETS, load_datasets, split_off_validation
-from minires.training.loop import evaluate, train_epoch
-from minires.training.plots import plot_learning_curves
+from minires.training.dataset_registry import DATASETS
+from minires.training.device import check_device
+from minires.training.training_run import (
+    build_run, config_to_resume, remaining_epochs, restore_run, save_epoch, train_and_evaluate,
+)
 
 DEFAULTS = {
     "model": "mnist_resnet", "dataset": "mnist_sample", "epochs": None, "batch_size": 128, "lr": 0.1,
@@ -56,6 +51,8 @@ def add_train_arguments(parser):
 
 
 def config_from_args(args):
+    """The run's settings (the keys of ``DEFAULTS``) from the parsed flags, with the data set's
+    defaults for ``epochs`` and ``augment`` filled in."""
     config = {key: getattr(args, key) for key in DEFAULTS}
     augment_default, epochs_default = DATASETS[config["dataset"]][1:]
     config["epochs"] = config["epochs"] if config["epochs"] is not None else epochs_default
@@ -66,117 +63,21 @@ def config_from_args(args):
     return config
 
 
-def check_device(device):
-    device = minires.backends.normalize_device(device)
-    if device != "cpu":
-        usable, reason = cuda_status()
-        if not usable:
-            raise RuntimeError(f"--device {device} is not usable: {reason}")
-    return device
-
-
-def make_loaders(config, datasets=None):
-    """Train, validation (or None) and test loaders for ``config``, and the training set.
-
-    ``datasets`` is an already loaded ``(train, test)`` pair; by default the config's data set is loaded.
-    """
-    train_set, test_set = datasets or load_datasets(config["dataset"], config["data_root"], config["download"])
-    val_set = None
-    if config["val_fraction"] > 0:
-        train_set, val_set = split_off_validation(train_set, config["val_fraction"], config["seed"])
-    mean, std = data.mean_std(train_set)
-    normalize = data.Normalize(mean, std)
-    train_transform = normalize
-    if config["augment"]:
-        size = train_set.images.shape[-1]
-        train_transform = data.Compose([data.RandomCrop(size, padding=4), data.RandomHorizontalFlip(), normalize])
-    loader = lambda ds, **kw: data.DataLoader(ds, batch_size=config["batch_size"], seed=config["seed"], **kw)  # noqa: E731
-    train_loader = loader(train_set, shuffle=True, transform=train_transform)
-    val_loader = loader(val_set, transform=normalize) if val_set is not None else None
-    test_loader = loader(test_set, transform=normalize)
-    return train_loader, val_loader, test_loader, train_set
-
-
-def make_scheduler(optimizer, config):
-    """Step decay at fractions of training, after an optional linear warm-up (stepped once per epoch)."""
-    warmup = config["warmup_epochs"]
-    # The decay schedule starts counting when the warm-up ends.
-    milestones = sorted({max(1, int(round(f * config["epochs"])) - warmup) for f in config["milestones"]})
-    scheduler = optim.MultiStepLR(optimizer, milestones=milestones, gamma=config["gamma"])
-    if warmup > 0:
-        scheduler = optim.LinearWarmup(optimizer, warmup_steps=warmup, after=scheduler)
-    return scheduler
-
-
 def train(config, resume=None, stop_after=None, progress=False, log=print, expect=None):
-    """Run (or continue) a training run described by ``config``; returns the metric history."""
-    device = check_device(config["device"])
+    """Run (or, from the checkpoint ``resume``, continue) the training run described by ``config``;
+    returns (the metric history, the model). The steps are in ``training_run.py``."""
+    config = {**config, "device": check_device(config["device"])}
     state = None
     if resume is not None:
-        state = load_checkpoint(resume)
-        saved = json.loads(state["config"])
-        for key, value in (expect or {}).items():
-            if value != saved[key]:
-                raise ValueError(f"checkpoint {resume} is from a {saved['model']} run on {saved['dataset']}, "
-                                 f"so it cannot continue with --{key} {value}")
-        config = {**saved, "device": device, "out": config["out"]}
-    minires.manual_seed(config["seed"])
-    train_loader, val_loader, test_loader, train_set = make_loaders(config)
-    in_channels, num_classes = train_set.images.shape[1], len(train_set.classes)
-    model = build_model(config["model"], in_channels, num_classes).to(device)
-    optimizer = optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"],
-                          weight_decay=config["weight_decay"], nesterov=config["nesterov"])
-    scheduler = make_scheduler(optimizer, config)
-    history, start_epoch, best_val, best_epoch = [], 0, -1.0, 0
+        config, state = config_to_resume(config, resume, expect)
+    run = build_run(config)
     if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-        except KeyError as err:
-            raise ValueError(f"checkpoint {resume} does not fit model {config['model']}: {err.args[0]}") from None
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        history, start_epoch = state["history"], int(state["epoch"])
-        best_val, best_epoch = float(state["best_val"]), int(state["best_epoch"])
-
-    os.makedirs(config["out"], exist_ok=True)
-    checkpoint_path = os.path.join(config["out"], "checkpoint.npz")
-    epochs_run = 0
-    for epoch in range(start_epoch, config["epochs"]):
-        if stop_after is not None and epochs_run >= stop_after:
-            break
-        if config["patience"] is not None and epoch - best_epoch >= config["patience"]:
-            # ``epoch`` epochs are done; the last (epoch - best_epoch) of them did not improve.
-            log(json.dumps({"early_stop": True, "after_epoch": epoch, "best_epoch": best_epoch, "best_val_acc": best_val}))
-            break
-        start = time.perf_counter()
-        train_loader.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(model, train_loader, optimizer, device, config["label_smoothing"],
-                                            progress, f"epoch {epoch + 1}/{config['epochs']}")
-        scheduler.step()
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
-        if val_loader is not None:
-            row["val_loss"], row["val_acc"], _ = evaluate(model, val_loader, num_classes, device)
-            if row["val_acc"] > best_val:
-                best_val, best_epoch = row["val_acc"], epoch + 1
-        row["test_loss"], row["test_acc"], _ = evaluate(model, test_loader, num_classes, device)
-        row.update(lr=lr, seconds=round(time.perf_counter() - start, 3))
-        history.append(row)
+        restore_run(run, state, resume)
+    for epoch in remaining_epochs(run, stop_after, log):
+        row = train_and_evaluate(run, epoch, progress)
         log(json.dumps(row))
-        save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": epoch + 1, "rng": get_rng_state(), "history": history, "best_val": best_val,
-            "best_epoch": best_epoch, "config": json.dumps(config), "model_name": config["model"],
-        })
-        if row.get("val_acc") == best_val:
-            save_checkpoint(os.path.join(config["out"], "best.npz"), {
-                "model": model.state_dict(), "epoch": epoch + 1, "config": json.dumps(config), "model_name": config["model"]})
-        with open(os.path.join(config["out"], "metrics.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        plot_learning_curves(history, os.path.join(config["out"], "curves.png"), f"{config['model']} on {config['dataset']}")
-        epochs_run += 1
-    return history, model
+        save_epoch(run, row)
+    return run.history, run.model
 
 
 def run(args, argv=()):

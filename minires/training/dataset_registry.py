@@ -1,4 +1,7 @@
-"""The data sets the training command knows, with their default recipes."""
+"""The data sets the training command and the experiments know by name, with their default recipes.
+
+(Not to be confused with ``minires/data/datasets.py``, which defines the data set classes.)
+"""
 import numpy
 
 from minires import data
