@@ -1,55 +1,45 @@
 """Shared pytest setup: the ``gpu`` marker (see gpu_guard.py) and the backends every op test runs on.
 
-``backend`` runs a test once per backend this machine has:
+``backend`` runs a test once per backend (backend_tools.py builds what it yields):
 
 * ``numpy``: the CPU path;
 * ``emulated``: the kernel path on NumPy arrays, our ``kernels/*.cu`` run by the
   kernel emulator (skipped, saying why, without a C++ compiler);
 * ``cuda``: the kernel path on a GPU (marked ``gpu``: skipped, saying why, without one).
 
-On both kernel backends every output a kernel wrapper allocates is poisoned with NaN.
+On both kernel backends every output a kernel wrapper allocates is poisoned with NaN,
+so an element a kernel forgets to write fails the test instead of passing by luck.
+A test narrows the backends with ``backend_tools.only_on`` or ``cases_on_backends``.
 """
-import types
-
 import pytest
 
-import minires
+from backend_tools import BACKEND_NAMES, backend_param, make_backend
 from gpu_guard import pytest_collection_modifyitems, pytest_runtest_makereport  # noqa: F401  (pytest hooks)
 from kernel_instruments import poison_outputs
-from minires.backends import cuda_status, to_device
+from minires.backends import cuda_status
 from minires.backends.emulator import emulate_kernels, emulator_status
 
 
-def make_backend(name, device):
-    def tensor(array, requires_grad=False):
-        return minires.tensor(array, device=device, requires_grad=requires_grad)
-
-    def numpy_of(value):
-        """A NumPy copy of a tensor or array from this backend."""
-        return to_device(getattr(value, "data", value), "cpu")
-
-    return types.SimpleNamespace(name=name, device=device, tensor=tensor, numpy=numpy_of,
-                                 uses_kernels=name != "numpy")
-
-
-@pytest.fixture(params=["numpy", "emulated", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.fixture(params=[backend_param(name) for name in BACKEND_NAMES])
 def backend(request):
     name = request.param
     if name == "numpy":
-        yield make_backend(name, "cpu")
+        yield make_backend(name)
     elif name == "emulated":
         usable, reason = emulator_status()
         if not usable:
             pytest.skip(reason)
         with emulate_kernels(), poison_outputs():
-            yield make_backend(name, "cpu")
+            yield make_backend(name)
     else:
         usable, reason = cuda_status()
         if not usable:
             pytest.skip(f"no usable GPU: {reason}")
         with poison_outputs():
-            yield make_backend(name, "cuda")
+            yield make_backend(name)
 
+
+# ---- older fixtures, for the tests that have not moved to ``backend`` yet ----------------
 
 @pytest.fixture
 def emulated_kernels():
@@ -66,10 +56,3 @@ def gpu_poisoned():
     """On a real GPU: poison every output the kernel wrappers allocate with NaN."""
     with poison_outputs():
         yield
-
-
-@pytest.fixture
-def numpy_path():
-    """A context manager that runs its block on the plain NumPy path, even inside an emulated test."""
-    return lambda: emulate_kernels(enabled=False)
-

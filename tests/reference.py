@@ -1,8 +1,11 @@
 """Slow, obviously-correct loop implementations used as oracles by the op tests.
 
 Everything here is written for clarity, not speed: explicit Python loops over
-n, c, h, w, straight from the textbook definitions. The inputs are plain NumPy
-arrays and so are the outputs; nothing here imports minires.
+n, c, h, w, straight from the textbook definitions. Each op's ``*_backward``
+gives the gradients of L = sum(grad_y * y) for a given upstream gradient
+grad_y, again by loops: every term forward added into an output sends that
+output's gradient back to what it was made of. The inputs are plain NumPy
+arrays and so are the outputs (float64); nothing here imports minires.
 """
 import math
 
@@ -186,3 +189,216 @@ def linear(x, weight, bias=None):
                 total += float(x[n, i]) * float(weight[o, i])
             y[n, o] = total
     return y
+
+
+# ---- gradients: dL/d(inputs) for L = sum(grad_y * y) ------------------------------------------
+
+def conv2d_backward(x, weight, grad_y, stride=1, padding=0):
+    """(dL/dx, dL/dweight, dL/dbias): forward added w[o,c,i,j] * x[n,c,h,w] into y[n,o,oh,ow]
+    (and b[o]), so grad_y[n,o,oh,ow] reaches x[n,c,h,w] times w[o,c,i,j] and w[o,c,i,j] times x[n,c,h,w]."""
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    N, C, H, W = x.shape
+    OC, _, kh, kw = weight.shape
+    _, _, OH, OW = grad_y.shape
+    grad_x, grad_w, grad_b = np.zeros(x.shape), np.zeros(weight.shape), np.zeros(OC)
+    for n in range(N):
+        for o in range(OC):
+            for oh in range(OH):
+                for ow in range(OW):
+                    g = float(grad_y[n, o, oh, ow])
+                    grad_b[o] += g
+                    for c in range(C):
+                        for i in range(kh):
+                            for j in range(kw):
+                                h = oh * sh + i - ph
+                                w = ow * sw + j - pw
+                                if 0 <= h < H and 0 <= w < W:
+                                    grad_x[n, c, h, w] += g * float(weight[o, c, i, j])
+                                    grad_w[o, c, i, j] += g * float(x[n, c, h, w])
+    return grad_x, grad_w, grad_b
+
+
+def _windows(x_shape, kernel_size, stride, padding):
+    """(n, c, oh, ow, [(h, w) of the window's real pixels, in row-major window order]) for every output."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(kernel_size if stride is None else stride)
+    ph, pw = _pair(padding)
+    N, C, H, W = x_shape
+    OH = (H + 2 * ph - kh) // sh + 1
+    OW = (W + 2 * pw - kw) // sw + 1
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    pixels = [(oh * sh + i - ph, ow * sw + j - pw) for i in range(kh) for j in range(kw)]
+                    yield n, c, oh, ow, [(h, w) for h, w in pixels if 0 <= h < H and 0 <= w < W]
+
+
+def max_pool2d_backward(x, grad_y, kernel_size, stride=None, padding=0):
+    """Each output's gradient goes to the one input its max came from: the first position holding
+    the window's maximum in row-major window order (as in PyTorch); padding never wins."""
+    grad_x = np.zeros(x.shape)
+    for n, c, oh, ow, pixels in _windows(x.shape, kernel_size, stride, padding):
+        winner = pixels[0]
+        for h, w in pixels:
+            if x[n, c, h, w] > x[(n, c) + winner]:
+                winner = (h, w)
+        grad_x[(n, c) + winner] += float(grad_y[n, c, oh, ow])
+    return grad_x
+
+
+def avg_pool2d_backward(x_shape, grad_y, kernel_size, stride=None, padding=0):
+    """Each output is a window sum over kh*kw (padding counted), so every real pixel of the window
+    receives grad / (kh*kw)."""
+    kh, kw = _pair(kernel_size)
+    grad_x = np.zeros(x_shape)
+    for n, c, oh, ow, pixels in _windows(x_shape, kernel_size, stride, padding):
+        for h, w in pixels:
+            grad_x[n, c, h, w] += float(grad_y[n, c, oh, ow]) / (kh * kw)
+    return grad_x
+
+
+def global_avg_pool2d_backward(x_shape, grad_y):
+    N, C, H, W = x_shape
+    grad_x = np.zeros(x_shape)
+    for n in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    grad_x[n, c, h, w] = float(grad_y[n, c]) / (H * W)
+    return grad_x
+
+
+def batch_norm_backward(x, grad_y, running_mean, running_var, weight=None, training=False, eps=1e-5):
+    """(dL/dx, dL/dweight, dL/dbias) for batch_norm above. Per channel, over its m values, with
+    x_hat = (x - mean) * inv_std and g = grad_y:
+        dL/dbias = sum g,   dL/dweight = sum g * x_hat,
+        evaluation (mean, var are constants):  dL/dx = gamma * inv_std * g,
+        training (mean and var depend on x):   dL/dx = gamma * inv_std * (g - mean(g) - x_hat * mean(g * x_hat)).
+    The training formula is the chain rule through mean = sum x / m and var = sum (x - mean)^2 / m.
+    """
+    C = x.shape[1]
+    grad_x, grad_w, grad_b = np.zeros(x.shape), np.zeros(C), np.zeros(C)
+    for c in range(C):
+        if x.ndim == 2:
+            positions = [(n, c) for n in range(x.shape[0])]
+        else:
+            positions = [(n, c, h, w) for n in range(x.shape[0])
+                         for h in range(x.shape[2]) for w in range(x.shape[3])]
+        values = [float(x[p]) for p in positions]
+        grads = [float(grad_y[p]) for p in positions]
+        m = len(values)
+        if training:
+            mean = sum(values) / m
+            var = sum((v - mean) ** 2 for v in values) / m
+        else:
+            mean, var = float(running_mean[c]), float(running_var[c])
+        inv_std = 1.0 / math.sqrt(var + eps)
+        gamma = 1.0 if weight is None else float(weight[c])
+        x_hat = [(v - mean) * inv_std for v in values]
+        grad_b[c] = sum(grads)
+        grad_w[c] = sum(g * xh for g, xh in zip(grads, x_hat))
+        for p, g, xh in zip(positions, grads, x_hat):
+            if training:
+                grad_x[p] = gamma * inv_std * (g - grad_b[c] / m - xh * grad_w[c] / m)
+            else:
+                grad_x[p] = gamma * inv_std * g
+    return grad_x, grad_w, grad_b
+
+
+def cross_entropy_backward(logits, labels, label_smoothing=0.0, grad_loss=1.0):
+    """dL/dz for L = grad_loss * cross_entropy: grad_loss * (softmax(z) - q) / N, q the smoothed target."""
+    N, C = logits.shape
+    grad = np.zeros((N, C))
+    for n in range(N):
+        row = [float(v) for v in logits[n]]
+        top = max(row)
+        total = sum(math.exp(v - top) for v in row)
+        for c in range(C):
+            q = label_smoothing / C + (1.0 - label_smoothing) * (1.0 if c == int(labels[n]) else 0.0)
+            grad[n, c] = float(grad_loss) * (math.exp(row[c] - top) / total - q) / N
+    return grad
+
+
+def zero_pad_shortcut_backward(x_shape, grad_y, stride=1):
+    """x[n,c,h*s,w*s] was copied to y[n,c,h,w]: it gets that gradient back; the other pixels get 0."""
+    N, C, H, W = x_shape
+    grad_x = np.zeros(x_shape)
+    for n in range(N):
+        for c in range(C):
+            for h in range(grad_y.shape[2]):
+                for w in range(grad_y.shape[3]):
+                    grad_x[n, c, h * stride, w * stride] = grad_y[n, c, h, w]
+    return grad_x
+
+
+def relu_backward(x, grad_y):
+    """grad where x > 0, else 0 (also at the kink x = 0)."""
+    grad_x = np.zeros(x.shape)
+    for idx in np.ndindex(x.shape):
+        grad_x[idx] = grad_y[idx] if x[idx] > 0 else 0.0
+    return grad_x
+
+
+# ---- im2col, the conv's rearrangement, in the kernels' per-image layout ---------------------------
+
+def im2col(x, kernel_size, stride=1, padding=0):
+    """col[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], 0 in the padding."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    N, C, H, W = x.shape
+    OH = (H + 2 * ph - kh) // sh + 1
+    OW = (W + 2 * pw - kw) // sw + 1
+    col = np.zeros((N, C * kh * kw, OH * OW))
+    for n in range(N):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            h, w = oh * sh + i - ph, ow * sw + j - pw
+                            if 0 <= h < H and 0 <= w < W:
+                                col[n, (c * kh + i) * kw + j, oh * OW + ow] = x[n, c, h, w]
+    return col
+
+
+def col2im(col, x_shape, kernel_size, stride=1, padding=0):
+    """The adjoint of im2col: every col entry is added into the pixel im2col copied it from
+    (entries that came from the padding are dropped)."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    N, C, H, W = x_shape
+    OH = (H + 2 * ph - kh) // sh + 1
+    OW = (W + 2 * pw - kw) // sw + 1
+    x = np.zeros(x_shape)
+    for n in range(N):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            h, w = oh * sh + i - ph, ow * sw + j - pw
+                            if 0 <= h < H and 0 <= w < W:
+                                x[n, c, h, w] += col[n, (c * kh + i) * kw + j, oh * OW + ow]
+    return x
+
+
+# ---- optimizers ----------------------------------------------------------------------------------
+
+def sgd_step(param, grad, buffer, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step as PyTorch defines it; returns (new param, new momentum buffer or None).
+        g = grad + weight_decay * param
+        buffer = g on the first step, else momentum * buffer + (1 - dampening) * g
+        direction = g + momentum * buffer (Nesterov) or buffer (momentum) or g (none)
+        param = param - lr * direction
+    """
+    param, grad = np.asarray(param, dtype=np.float64), np.asarray(grad, dtype=np.float64)
+    g = grad + weight_decay * param
+    if momentum == 0:
+        return param - lr * g, None
+    buffer = g.copy() if buffer is None else momentum * buffer + (1 - dampening) * g
+    direction = g + momentum * buffer if nesterov else buffer
+    return param - lr * direction, buffer

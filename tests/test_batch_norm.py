@@ -1,208 +1,313 @@
-"""batch_norm for (N, C) and (N, C, H, W): forward and running statistics against the loop
-reference, gradients by finite differences in training and evaluation, and errors."""
+"""batch_norm for (N, C) and (N, C, H, W) on every backend: output, gradients and running statistics
+against the loop reference, in training and evaluation, float32 and float64; gradcheck; the
+nn.BatchNorm modules over train and eval steps; and the errors. PyTorch is a second oracle (NumPy path).
+"""
+import functools
+
 import numpy as np
 import pytest
 
 import minires
 import minires.functional as F
+import minires.nn as nn
 
-try:
-    from tests import reference as ref
-except ImportError:
-    import reference as ref
+from backend_tools import assert_close, cases_on_backends, float32_exact
+import reference as ref
 
-
-SHAPES = [
-    (2, 3, 5, 5),
-    (1, 3, 7, 5),   # batch 1 with spatial size > 1: m = 35 values per channel, fine in training
-    (3, 5, 1, 1),   # 1x1 images: m = N
-    (4, 3),         # (N, C)
-    (2, 5),         # (N, C) with the smallest batch training allows
+# (shape, affine). (N, C) inputs have HW = 1.
+KERNEL_CASES = [
+    ((3, 5), True),
+    ((1, 3, 5, 7), True),        # batch 1 with HW > 1: training normalises over the image alone
+    ((2, 4, 9, 17), True),       # m = 306 values per channel: more than one block of 256 threads
+    ((1, 2, 3, 11), False),      # batch 1, and gamma = 1, beta = 0
 ]
+MORE_CASES = [
+    ((2, 3, 5, 5), True), ((2, 3, 5, 5), False),
+    ((1, 3, 7, 5), True), ((1, 3, 7, 5), False),   # m = 35 values per channel from one image
+    ((3, 5, 1, 1), True), ((3, 5, 1, 1), False),   # 1x1 images: m = N
+    ((4, 3), True), ((4, 3), False),
+    ((2, 5), True), ((2, 5), False),               # (N, C) with the smallest batch training allows
+]
+CASES = KERNEL_CASES + MORE_CASES
 
 
-def _ids(shape):
-    return "x".join(map(str, shape))
+def case_id(case):
+    shape, affine = case[:2]
+    return "x".join(map(str, shape)) + ("-affine" if affine else "-no-affine") + "".join(
+        "-train" if training else "-eval" for training in case[2:])
 
 
-def _data(shape, seed=0, affine=True):
+def make_data(shape, seed=0, affine=True):
+    """x with its own offset and scale per channel (mean/var far from 0/1, so a wrong axis shows),
+    running stats, gamma and beta (None without affine), all exact in float32."""
     rng = np.random.default_rng(seed)
     C = shape[1]
-    # An offset and scale per channel, so mean/var are far from 0/1 and a wrong axis shows.
-    offset = rng.uniform(-2, 2, C).reshape((1, C) + (1,) * (len(shape) - 2))
-    scale = rng.uniform(0.5, 3, C).reshape((1, C) + (1,) * (len(shape) - 2))
-    x = rng.standard_normal(shape) * scale + offset
-    running_mean = rng.standard_normal(C)
-    running_var = rng.uniform(0.5, 2.0, C)
+    per_channel = (1, C) + (1,) * (len(shape) - 2)
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 3, C).reshape(per_channel) + rng.uniform(-4, 4, C).reshape(per_channel)
+    running_mean, running_var = rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
     weight = rng.uniform(0.5, 1.5, C) if affine else None
     bias = rng.standard_normal(C) if affine else None
-    return x, running_mean, running_var, weight, bias
+    return tuple(None if a is None else float32_exact(a) for a in (x, running_mean, running_var, weight, bias))
 
 
-def _opt(a, requires_grad=False):
-    return None if a is None else minires.tensor(a, requires_grad=requires_grad)
+@functools.lru_cache(maxsize=None)
+def case_data(case, training):
+    """The inputs, an upstream gradient, and the loop reference's y, running stats and gradients."""
+    shape, affine = case
+    x, rm, rv, w, b = make_data(shape, affine=affine)
+    upstream = float32_exact(np.random.default_rng(1).standard_normal(shape))
+    y, new_rm, new_rv = ref.batch_norm(x, rm, rv, w, b, training=training)
+    grads = ref.batch_norm_backward(x, upstream, rm, rv, w, training=training)
+    return (x, rm, rv, w, b), upstream, (y, new_rm, new_rv), grads
 
 
-@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no-affine"])
-@pytest.mark.parametrize("shape", SHAPES, ids=_ids)
-def test_batch_norm_training_forward_and_running_stats(shape, affine):
-    x, rm, rv, w, b = _data(shape, affine=affine)
-    expected, expected_rm, expected_rv = ref.batch_norm(x, rm, rv, w, b, training=True)
-    run_mean, run_var = rm.copy(), rv.copy()
-    y = F.batch_norm(minires.tensor(x), run_mean, run_var, _opt(w), _opt(b), training=True)
-    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-12)
-    # Running stats updated in place: momentum 0.1, unbiased variance m/(m-1).
-    np.testing.assert_allclose(run_mean, expected_rm, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(run_var, expected_rv, rtol=1e-12, atol=1e-14)
-    assert not np.allclose(run_var, rv)  # they really moved
+def grad_x_scale(x, upstream, running_var, weight, training):
+    """The size of the terms dL/dx is made of, max |gamma * inv_std * g|: in training dL/dx is a
+    small difference of such terms (with N = 2 almost nothing is left), so its float32 error is relative to them."""
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    per_channel = (1, -1) + (1,) * (x.ndim - 2)
+    var = x.var(axis=axes) if training else running_var
+    gamma = np.ones(x.shape[1]) if weight is None else weight
+    return float(np.abs(upstream * (gamma / np.sqrt(var + 1e-5)).reshape(per_channel)).max())
 
 
-def test_batch_norm_running_var_is_unbiased_by_hand():
+def optional(backend, array, dtype=np.float64, requires_grad=False):
+    return None if array is None else backend.tensor(array.astype(dtype), requires_grad=requires_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@cases_on_backends("case", CASES, emulated=KERNEL_CASES, ids=case_id)
+def test_batch_norm_matches_the_loop_reference(backend, case, training, dtype):
+    (x, rm, rv, w, b), upstream, (expected_y, expected_rm, expected_rv), grads = case_data(case, training)
+    running_mean, running_var = backend.array(rm.astype(dtype)), backend.array(rv.astype(dtype))
+    tx = backend.tensor(x.astype(dtype), requires_grad=True)
+    tw, tb = optional(backend, w, dtype, True), optional(backend, b, dtype, True)
+    y = F.batch_norm(tx, running_mean, running_var, tw, tb, training=training)
+    assert_close(y, expected_y, dtype)
+    y.backward(backend.array(upstream.astype(dtype)))
+    assert_close(tx.grad, grads[0], dtype, grad=True, scale=grad_x_scale(x, upstream, rv, w, training))
+    if tw is not None:
+        assert_close(tw.grad, grads[1], dtype, grad=True)
+        assert_close(tb.grad, grads[2], dtype, grad=True)
+    if training:  # updated in place: momentum 0.1, unbiased variance m/(m-1)
+        assert_close(running_mean, expected_rm, dtype)
+        assert_close(running_var, expected_rv, dtype)
+        assert not np.allclose(backend.numpy(running_var), rv)  # they really moved
+    else:  # evaluation reads the running stats and leaves them alone
+        np.testing.assert_array_equal(backend.numpy(running_mean), rm.astype(dtype))
+        np.testing.assert_array_equal(backend.numpy(running_var), rv.astype(dtype))
+
+
+def test_batch_norm_running_var_is_unbiased_by_hand(backend):
     """The update rule spelled out for one channel with m = 4 values: var_biased = 1.25,
     var_unbiased = 5/3, new running_var = 0.9 * 1 + 0.1 * 5/3."""
     x = np.array([[1.0], [2.0], [3.0], [4.0]])
-    rm, rv = np.zeros(1), np.ones(1)
-    y = F.batch_norm(minires.tensor(x), rm, rv, training=True)
-    np.testing.assert_allclose(rm, [0.1 * 2.5], rtol=1e-14)
-    np.testing.assert_allclose(rv, [0.9 + 0.1 * 5.0 / 3.0], rtol=1e-14)
+    rm, rv = backend.array(np.zeros(1)), backend.array(np.ones(1))
+    y = F.batch_norm(backend.tensor(x), rm, rv, training=True)
+    np.testing.assert_allclose(backend.numpy(rm), [0.1 * 2.5], rtol=1e-14)
+    np.testing.assert_allclose(backend.numpy(rv), [0.9 + 0.1 * 5.0 / 3.0], rtol=1e-14)
     np.testing.assert_allclose(y.numpy()[:, 0], (x[:, 0] - 2.5) / np.sqrt(1.25 + 1e-5), rtol=1e-12)
 
 
-def test_batch_norm_running_stats_as_tensors_are_updated():
-    x, rm, rv, w, b = _data((2, 3, 5, 5))
+def test_batch_norm_updates_running_stats_held_in_tensors(backend):
+    x, rm, rv, w, b = make_data((2, 3, 5, 5))
     _, expected_rm, expected_rv = ref.batch_norm(x, rm, rv, w, b, training=True)
-    t_rm, t_rv = minires.tensor(rm), minires.tensor(rv)
-    F.batch_norm(minires.tensor(x), t_rm, t_rv, _opt(w), _opt(b), training=True)
-    np.testing.assert_allclose(t_rm.numpy(), expected_rm, rtol=1e-12)
-    np.testing.assert_allclose(t_rv.numpy(), expected_rv, rtol=1e-12)
+    t_rm, t_rv = backend.tensor(rm), backend.tensor(rv)
+    F.batch_norm(backend.tensor(x), t_rm, t_rv, backend.tensor(w), backend.tensor(b), training=True)
+    assert_close(t_rm, expected_rm, np.float64)
+    assert_close(t_rv, expected_rv, np.float64)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.3, 1.0])
-def test_batch_norm_momentum(momentum):
-    x, rm, rv, w, b = _data((2, 3, 4, 4))
+def test_batch_norm_momentum(backend, momentum):
+    x, rm, rv, w, b = make_data((2, 3, 4, 4))
     _, expected_rm, expected_rv = ref.batch_norm(x, rm, rv, w, b, training=True, momentum=momentum)
-    run_mean, run_var = rm.copy(), rv.copy()
-    F.batch_norm(minires.tensor(x), run_mean, run_var, _opt(w), _opt(b), training=True, momentum=momentum)
-    np.testing.assert_allclose(run_mean, expected_rm, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(run_var, expected_rv, rtol=1e-12, atol=1e-14)
+    running_mean, running_var = backend.array(rm), backend.array(rv)
+    F.batch_norm(backend.tensor(x), running_mean, running_var, backend.tensor(w), backend.tensor(b),
+                 training=True, momentum=momentum)
+    assert_close(running_mean, expected_rm, np.float64)
+    assert_close(running_var, expected_rv, np.float64)
 
 
-def test_batch_norm_training_without_running_stats():
-    x, _, _, w, b = _data((2, 3, 5, 5))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_training_without_running_stats(backend, dtype):
+    x, _, _, w, b = make_data((2, 3, 5, 5))
     expected, _, _ = ref.batch_norm(x, None, None, w, b, training=True)
-    y = F.batch_norm(minires.tensor(x), None, None, _opt(w), _opt(b), training=True)
-    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-12)
+    y = F.batch_norm(backend.tensor(x.astype(dtype)), None, None, optional(backend, w, dtype),
+                     optional(backend, b, dtype), training=True)
+    assert_close(y, expected, dtype)
 
 
-def test_batch_norm_training_output_is_normalised_per_channel():
-    x, _, _, _, _ = _data((4, 3, 5, 5))
-    y = F.batch_norm(minires.tensor(x), None, None, training=True, eps=0.0).numpy()
+def test_batch_norm_training_output_is_normalised_per_channel(backend):
+    x, _, _, _, _ = make_data((4, 3, 5, 5))
+    y = F.batch_norm(backend.tensor(x), None, None, training=True, eps=0.0).numpy()
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
     np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1.0, rtol=1e-10)
 
 
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "no-affine"])
-@pytest.mark.parametrize("shape", SHAPES + [(1, 3)], ids=_ids)
-def test_batch_norm_eval_uses_running_stats_and_leaves_them(shape, affine):
-    x, rm, rv, w, b = _data(shape, affine=affine)
+def test_batch_norm_eval_works_with_one_value_per_channel(backend, affine):
+    """Evaluation needs no batch statistics, so a (1, C) input is fine (training rejects it, below)."""
+    x, rm, rv, w, b = make_data((1, 3), affine=affine)
     expected, _, _ = ref.batch_norm(x, rm, rv, w, b, training=False)
-    run_mean, run_var = rm.copy(), rv.copy()
-    y = F.batch_norm(minires.tensor(x), run_mean, run_var, _opt(w), _opt(b), training=False)
-    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(run_mean, rm)
-    np.testing.assert_array_equal(run_var, rv)
+    y = F.batch_norm(backend.tensor(x), backend.array(rm), backend.array(rv),
+                     optional(backend, w), optional(backend, b), training=False)
+    assert_close(y, expected, np.float64)
 
 
-def test_batch_norm_float32():
-    x, rm, rv, w, b = _data((2, 3, 5, 5))
-    expected, expected_rm, expected_rv = ref.batch_norm(x.astype(np.float32).astype(np.float64), rm, rv,
-                                                        w.astype(np.float32), b.astype(np.float32), training=True)
-    run_mean, run_var = rm.astype(np.float32), rv.astype(np.float32)
-    y = F.batch_norm(minires.tensor(x.astype(np.float32)), run_mean, run_var,
-                     _opt(w.astype(np.float32)), _opt(b.astype(np.float32)), training=True)
-    assert y.dtype == np.float32
-    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(run_mean, expected_rm, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(run_var, expected_rv, rtol=1e-5, atol=1e-6)
+def test_running_stats_of_another_dtype_are_updated_in_their_own_dtype(backend):
+    """float64 running stats with a float32 input: updated in float64 (on the kernel path as the
+    NumPy path does it, since the in-place kernel needs stats of x's dtype)."""
+    x, rm, rv, _, _ = make_data((2, 3, 4, 5), seed=2)
+    running_mean, running_var = backend.array(rm), backend.array(rv)
+    expected_rm, expected_rv = rm, rv
+    for step in range(2):
+        x_step = float32_exact(x + step)
+        _, expected_rm, expected_rv = ref.batch_norm(x_step, expected_rm, expected_rv, training=True)
+        F.batch_norm(backend.tensor(x_step.astype(np.float32)), running_mean, running_var, training=True)
+    for actual, expected in ((running_mean, expected_rm), (running_var, expected_rv)):
+        assert actual.dtype == np.float64
+        np.testing.assert_allclose(backend.numpy(actual), expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
 
 
-# ---- gradients -------------------------------------------------------------------
+def test_batch_norm_reads_strided_input_gradient_and_running_stats(backend):
+    """An NHWC array viewed as NCHW (not contiguous), a gradient viewed the same way, and running
+    stats that are every other element of a longer array: the kernel path reads dense copies of x
+    and the gradient, and must still update the running stats (which a copy would not) in place."""
+    rng = np.random.default_rng(3)
+    x_nhwc, upstream_nhwc = rng.standard_normal((2, 5, 6, 3)) + 2.0, rng.standard_normal((2, 5, 6, 3))
+    x, upstream = x_nhwc.transpose(0, 3, 1, 2), upstream_nhwc.transpose(0, 3, 1, 2)
+    expected_y, expected_rm, expected_rv = ref.batch_norm(x, np.zeros(3), np.ones(3), training=True)
+    expected_grad, _, _ = ref.batch_norm_backward(x, upstream, None, None, training=True)
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no-affine"])
-@pytest.mark.parametrize("shape", SHAPES, ids=_ids)
-def test_batch_norm_gradcheck(shape, affine, training):
-    x, rm, rv, w, b = _data(shape, seed=1, affine=affine)
-    tx, tw, tb = minires.tensor(x, requires_grad=True), _opt(w, True), _opt(b, True)
-    # In training the running stats change on every call but never affect the output.
-    run_mean, run_var = rm.copy(), rv.copy()
-
-    def fn(x):
-        return F.batch_norm(x, run_mean, run_var, tw, tb, training=training)
-
-    params = (tw, tb) if affine else ()
-    result = minires.gradcheck(fn, (tx,), params=params)
-    assert result.passed and result.comparisons > 0
+    storage = backend.array(np.stack([np.zeros(3), np.ones(3)], axis=1).reshape(-1))  # mean0, var0, mean1, ...
+    tx = minires.Tensor(backend.array(x_nhwc).transpose(0, 3, 1, 2), requires_grad=True)  # a view, not a copy
+    assert not tx.data.flags.c_contiguous
+    y = F.batch_norm(tx, storage[0::2], storage[1::2], training=True)
+    y.backward(backend.array(upstream_nhwc).transpose(0, 3, 1, 2))
+    assert_close(y, expected_y, np.float64)
+    assert_close(tx.grad, expected_grad, np.float64, grad=True)
+    assert_close(storage, np.stack([expected_rm, expected_rv], axis=1).reshape(-1), np.float64)
 
 
-def test_batch_norm_training_gradient_is_not_the_eval_gradient():
+def test_batch_norm_training_gradient_is_not_the_eval_gradient(backend):
     """In training, mean and var depend on x, so dL/dx must include those terms."""
-    x, rm, rv, w, b = _data((2, 3, 4, 4))
-    G = np.random.default_rng(9).standard_normal(x.shape)
+    x, rm, rv, w, b = make_data((2, 3, 4, 4))
+    G = backend.array(np.random.default_rng(9).standard_normal(x.shape))
     grads = []
     for training in (True, False):
-        tx = minires.tensor(x, requires_grad=True)
-        F.batch_norm(tx, rm.copy(), rv.copy(), _opt(w), _opt(b), training=training).backward(G)
-        grads.append(tx.grad)
+        tx = backend.tensor(x, requires_grad=True)
+        F.batch_norm(tx, backend.array(rm), backend.array(rv), backend.tensor(w), backend.tensor(b),
+                     training=training).backward(G)
+        grads.append(backend.numpy(tx.grad))
     assert not np.allclose(grads[0], grads[1])
     # Training: the gradient sums to zero over each channel (shifting a channel changes nothing).
     np.testing.assert_allclose(grads[0].sum(axis=(0, 2, 3)), 0.0, atol=1e-10)
 
 
-# ---- errors ----------------------------------------------------------------------
+# ---- the nn modules: two training steps, then one in evaluation -------------------------------
 
-def test_batch_norm_training_with_one_value_per_channel_raises():
+@pytest.mark.parametrize("module_class, shape", [(nn.BatchNorm2d, (2, 4, 9, 17)), (nn.BatchNorm1d, (7, 3))],
+                         ids=["BatchNorm2d", "BatchNorm1d"])
+def test_nn_batch_norm_modules_train_then_eval(backend, module_class, shape):
+    """float32 buffers and parameters (updated by the kernel on the kernel path); gamma's and beta's
+    gradients accumulate over the three steps."""
+    x, _, _, w, b = make_data(shape, seed=4)
+    upstream = float32_exact(np.random.default_rng(5).standard_normal((2,) + shape))
+    layer = module_class(shape[1])
+    layer.weight.data[...] = w
+    layer.bias.data[...] = b
+    layer.to(backend.device)
+    expected_rm, expected_rv = np.zeros(shape[1]), np.ones(shape[1])
+    expected_gw, expected_gb = np.zeros(shape[1]), np.zeros(shape[1])
+    for step, training in enumerate((True, True, False)):
+        layer.train(training)
+        x_step, g_step = float32_exact(x * (step + 1)), upstream[step % 2]
+        tx = backend.tensor(x_step.astype(np.float32), requires_grad=True)
+        y = layer(tx)
+        y.backward(backend.array(g_step.astype(np.float32)))
+        expected_y, new_rm, new_rv = ref.batch_norm(x_step, expected_rm, expected_rv, w, b, training=training)
+        gx, gw, gb = ref.batch_norm_backward(x_step, g_step, expected_rm, expected_rv, w, training=training)
+        expected_rm, expected_rv = new_rm, new_rv
+        expected_gw, expected_gb = expected_gw + gw, expected_gb + gb
+        assert_close(y, expected_y, np.float32)
+        assert_close(tx.grad, gx, np.float32, grad=True)
+    assert_close(layer.weight.grad, expected_gw, np.float32, grad=True)
+    assert_close(layer.bias.grad, expected_gb, np.float32, grad=True)
+    assert_close(layer.running_mean, expected_rm, np.float32)
+    assert_close(layer.running_var, expected_rv, np.float32)
+
+
+# ---- gradcheck -----------------------------------------------------------------------------
+
+def in_both_modes(cases):
+    return [case + (training,) for case in cases for training in (True, False)]
+
+
+GRADCHECK_EMULATED = [((2, 1), True, True)]  # every sample is two launches: one small case
+
+
+@cases_on_backends("case", in_both_modes(CASES), emulated=GRADCHECK_EMULATED, numpy=in_both_modes(MORE_CASES),
+                   ids=case_id)
+def test_batch_norm_gradcheck(backend, case):
+    shape, affine, training = case
+    x, rm, rv, w, b = make_data(shape, seed=1, affine=affine)
+    tx, tw, tb = backend.tensor(x, requires_grad=True), optional(backend, w, requires_grad=True), \
+        optional(backend, b, requires_grad=True)
+    # In training the running stats change on every call but never affect the output.
+    running_mean, running_var = backend.array(rm), backend.array(rv)
+    params = (tw, tb) if affine else ()
+    backend.gradcheck(lambda t: F.batch_norm(t, running_mean, running_var, tw, tb, training=training),
+                      (tx,), params=params)
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+def test_batch_norm_training_with_one_value_per_channel_raises(backend):
     with pytest.raises(ValueError, match="more than one value per channel"):
-        F.batch_norm(minires.tensor(np.ones((1, 3))), np.zeros(3), np.ones(3), training=True)
+        F.batch_norm(backend.tensor(np.ones((1, 3))), backend.array(np.zeros(3)), backend.array(np.ones(3)),
+                     training=True)
 
 
-def test_batch_norm_training_batch1_spatial_1x1_raises():
+def test_batch_norm_training_batch1_spatial_1x1_raises(backend):
     with pytest.raises(ValueError):
-        F.batch_norm(minires.tensor(np.ones((1, 3, 1, 1))), np.zeros(3), np.ones(3), training=True)
+        F.batch_norm(backend.tensor(np.ones((1, 3, 1, 1))), backend.array(np.zeros(3)), backend.array(np.ones(3)),
+                     training=True)
 
 
-def test_batch_norm_eval_without_running_stats_raises():
+def test_batch_norm_eval_without_running_stats_raises(backend):
     with pytest.raises(ValueError, match="running_mean"):
-        F.batch_norm(minires.tensor(np.ones((2, 3))), None, None, training=False)
+        F.batch_norm(backend.tensor(np.ones((2, 3))), None, None, training=False)
 
 
 @pytest.mark.parametrize("name", ["running_mean", "running_var", "weight", "bias"])
-def test_batch_norm_wrong_parameter_shape(name):
-    args = dict(running_mean=np.zeros(3), running_var=np.ones(3),
-                weight=minires.tensor(np.ones(3)), bias=minires.tensor(np.zeros(3)))
-    args[name] = np.ones(4) if name.startswith("running") else minires.tensor(np.ones(4))
+def test_batch_norm_wrong_parameter_shape(backend, name):
+    args = dict(running_mean=backend.array(np.zeros(3)), running_var=backend.array(np.ones(3)),
+                weight=backend.tensor(np.ones(3)), bias=backend.tensor(np.zeros(3)))
+    args[name] = backend.array(np.ones(4)) if name.startswith("running") else backend.tensor(np.ones(4))
     with pytest.raises(ValueError, match=name):
-        F.batch_norm(minires.tensor(np.ones((2, 3, 2, 2))), training=True, **args)
+        F.batch_norm(backend.tensor(np.ones((2, 3, 2, 2))), training=True, **args)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4), (3,), (1, 2, 3, 4, 5)])
-def test_batch_norm_rejects_3d_and_other_ranks(shape):
+def test_batch_norm_rejects_3d_and_other_ranks(backend, shape):
     with pytest.raises(ValueError, match="2-D or 4-D"):
-        F.batch_norm(minires.tensor(np.ones(shape)), None, None, training=True)
+        F.batch_norm(backend.tensor(np.ones(shape)), None, None, training=True)
 
 
-def test_batch_norm_integer_input_raises_type_error():
+def test_batch_norm_integer_input_raises_type_error(backend):
     with pytest.raises(TypeError, match="int64"):
-        F.batch_norm(minires.tensor(np.ones((2, 3), dtype=np.int64)), None, None, training=True)
+        F.batch_norm(backend.tensor(np.ones((2, 3), dtype=np.int64)), None, None, training=True)
 
 
-# ---- optional oracle: PyTorch -----------------------------------------------------
+# ---- optional oracle: PyTorch (NumPy path) ---------------------------------------------------
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("shape", SHAPES, ids=_ids)
+@pytest.mark.parametrize("shape", [shape for shape, affine in MORE_CASES if affine], ids=lambda s: "x".join(map(str, s)))
 def test_batch_norm_matches_torch(shape, training):
     torch = pytest.importorskip("torch")
-    x, rm, rv, w, b = _data(shape, seed=4)
+    x, rm, rv, w, b = make_data(shape, seed=4)
     G = np.random.default_rng(5).standard_normal(shape)
 
     run_mean, run_var = rm.copy(), rv.copy()

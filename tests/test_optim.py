@@ -1,5 +1,6 @@
 """minires.optim: SGD/Adam/AdamW against hand-computed steps (and torch.optim when it is
-installed), state_dict round trips, learning-rate schedules, clip_grad_norm_ and errors."""
+installed), SGD step by step on every backend (the kernel path's one fused kernel, kernels/sgd.cu),
+state_dict round trips, learning-rate schedules, clip_grad_norm_ and errors."""
 import io
 import math
 
@@ -11,6 +12,9 @@ from minires.nn import Parameter
 from minires.optim import (
     SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, clip_grad_norm_,
 )
+
+from backend_tools import assert_close, float32_exact
+import reference as ref
 
 
 def _param(*values):
@@ -160,6 +164,76 @@ def test_step_calls_the_closure_and_returns_its_loss():
 
     assert opt.step(closure) == 42.0
     assert p.data[0] == pytest.approx(0.9)
+
+
+# ---- SGD on every backend: each step against the update rule (reference.sgd_step) ------------
+SGD_OPTIONS = [
+    dict(momentum=0.0, weight_decay=0.0),
+    dict(momentum=0.0, weight_decay=0.01),
+    dict(momentum=0.9, dampening=0.0, weight_decay=0.0),
+    dict(momentum=0.9, dampening=0.1, weight_decay=0.0),
+    dict(momentum=0.9, dampening=0.1, weight_decay=0.01),
+    dict(momentum=0.9, dampening=0.0, weight_decay=0.01),
+    dict(momentum=0.9, nesterov=True, weight_decay=0.0),
+    dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+]
+SGD_SHAPES = [(3,), (20, 15)]  # 300 elements: more than one block of the kernel
+
+
+def sgd_start_and_gradients(steps, seed=5):
+    """Initial parameters and ``steps`` lists of gradients (one per parameter), exact in float32."""
+    rng = np.random.default_rng(seed)
+    start = [float32_exact(rng.standard_normal(shape)) for shape in SGD_SHAPES]
+    return start, [[float32_exact(rng.standard_normal(shape)) for shape in SGD_SHAPES] for _ in range(steps)]
+
+
+def assert_sgd_state(optimizer, params, expected_params, expected_buffers, dtype):
+    for p, expected, buffer in zip(params, expected_params, expected_buffers):
+        assert_close(p, expected, dtype)
+        state = optimizer.state.get(p, {})
+        assert ("momentum_buffer" in state) == (buffer is not None)
+        if buffer is not None:
+            assert_close(state["momentum_buffer"], buffer, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", SGD_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_sgd_follows_the_update_rule_step_by_step(backend, options, dtype):
+    start, gradients = sgd_start_and_gradients(steps=2)  # the first step (it fills the buffer) and a later one
+    params = [Parameter(backend.array(p.astype(dtype))) for p in start]
+    optimizer = SGD(params, lr=0.1, **options)
+    expected, buffers = list(start), [None] * len(start)
+    for grads in gradients:
+        for p, g in zip(params, grads):
+            p.grad = backend.array(g.astype(dtype))
+        optimizer.step()
+        for k, g in enumerate(grads):
+            expected[k], buffers[k] = ref.sgd_step(expected[k], g, buffers[k], lr=0.1, **options)
+        assert_sgd_state(optimizer, params, expected, buffers, dtype)
+
+
+def test_sgd_continues_from_a_loaded_momentum_buffer(backend):
+    """A first step by another optimizer, its state loaded on the backend: the next step there is not a
+    first step (the kernel must read the loaded buffer, not fill it)."""
+    options = dict(lr=0.1, momentum=0.9, dampening=0.1)
+    start, gradients = sgd_start_and_gradients(steps=3)
+    first = [Parameter(p.copy()) for p in start]
+    first_optimizer = SGD(first, **options)
+    for p, g in zip(first, gradients[0]):
+        p.grad = g
+    first_optimizer.step()
+    params = [Parameter(backend.array(p.data)) for p in first]
+    optimizer = SGD(params, **options)
+    optimizer.load_state_dict(first_optimizer.state_dict())
+    expected, buffers = list(start), [None] * len(start)
+    for step, grads in enumerate(gradients):
+        if step > 0:
+            for p, g in zip(params, grads):
+                p.grad = backend.array(g)
+            optimizer.step()
+        for k, g in enumerate(grads):
+            expected[k], buffers[k] = ref.sgd_step(expected[k], g, buffers[k], **options)
+    assert_sgd_state(optimizer, params, expected, buffers, np.float64)
 
 
 # ---- state_dict ---------------------------------------------------------------------------
