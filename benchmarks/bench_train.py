@@ -7,7 +7,7 @@ one warm-up step, then ``--steps`` timed steps of forward + cross-entropy +
 backward + update on random 3x32x32 images. Reported: images/second (median
 step), the ratio to PyTorch (higher is better; target >= 0.8), and the peak
 memory the training steps add on top of what the process held before them
-(Linux VmHWM after resetting it, minus VmRSS before the first step).
+(Linux VmHWM over all steps, warm-up included, minus VmRSS before the first step).
 """
 import argparse
 import json
@@ -83,9 +83,12 @@ def torch_step_function(batch):
 
 def worker(framework, batch, steps):
     step = (minires_step_function if framework == "minires" else torch_step_function)(batch)
-    step()  # warm-up: first-touch allocations, PyTorch's kernel selection
-    before = read_status("VmRSS")
+    # Memory: the peak resident size over all steps, less the size before the first one (the
+    # model and the batch). Measuring from after the warm-up step instead would count only what
+    # the allocator happens to hand back to the system between steps, not what a step needs.
     reset_peak_memory()
+    before = read_status("VmRSS")
+    step()  # warm-up: first-touch allocations, PyTorch's kernel selection
     times = []
     for _ in range(steps):
         start = time.perf_counter()

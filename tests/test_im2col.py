@@ -50,7 +50,7 @@ def output_hw(case):
 def im2col_per_image(backend, x, kernel, stride, padding):
     """The backend's im2col of x as a NumPy (N, C*kh*kw, OH*OW) array (the NumPy path's col rearranged)."""
     if backend.uses_kernels:
-        return backend.numpy(conv_kernels.im2col(backend.array(x), kernel, stride, padding))
+        return backend.numpy(conv_kernels.batched_im2col(backend.array(x), kernel, stride, padding))
     col = numpy_im2col.im2col(x, kernel, stride, padding)
     N, C = x.shape[:2]
     OH, OW = output_hw((x.shape, kernel, stride, padding))
@@ -61,7 +61,7 @@ def im2col_per_image(backend, x, kernel, stride, padding):
 def col2im_per_image(backend, col, x_shape, kernel, stride, padding):
     """The backend's col2im of an (N, C*kh*kw, OH*OW) col, as a NumPy array."""
     if backend.uses_kernels:
-        return backend.numpy(conv_kernels.col2im(backend.array(col), x_shape, kernel, stride, padding))
+        return backend.numpy(conv_kernels.batched_col2im(backend.array(col), x_shape, kernel, stride, padding))
     numpy_layout = np.ascontiguousarray(col.transpose(1, 0, 2)).reshape(col.shape[1], -1)
     return numpy_im2col.col2im(numpy_layout, x_shape, kernel, stride, padding)
 

@@ -33,7 +33,7 @@ def geometry_args(x_shape, kernel, stride, padding):
     return tuple(int32(v) for v in (N, C, H, W, kh, kw, *stride, *padding, OH, OW))
 
 
-def im2col(x, kernel, stride, padding):
+def batched_im2col(x, kernel, stride, padding):
     """x (N, C, H, W) -> col (N, C*kh*kw, OH*OW), one column per output pixel of each image."""
     x = contiguous(x)
     N, C = x.shape[:2]
@@ -43,7 +43,7 @@ def im2col(x, kernel, stride, padding):
     return col
 
 
-def col2im(col, x_shape, kernel, stride, padding):
+def batched_col2im(col, x_shape, kernel, stride, padding):
     """The adjoint of im2col: col (N, C*kh*kw, OH*OW) -> (N, C, H, W), overlapping windows summed."""
     col = contiguous(col)
     x = empty(tuple(x_shape), col.dtype, like=col)
@@ -55,7 +55,7 @@ def conv2d_forward(x, weight, bias, stride, padding):
     """y = conv2d(x, weight) + bias as (N, OC, OH, OW), C-contiguous."""
     xp = get_array_module(x)
     OC, C, kh, kw = weight.shape
-    col = im2col(x, (kh, kw), stride, padding)  # (N, C*kh*kw, OH*OW)
+    col = batched_im2col(x, (kh, kw), stride, padding)  # (N, C*kh*kw, OH*OW)
     y = xp.matmul(weight.reshape(OC, C * kh * kw), col)  # (N, OC, OH*OW): W_mat broadcast over the batch
     if bias is not None:
         y += bias[:, None]
@@ -76,12 +76,12 @@ def conv2d_backward(grad, x, weight, stride, padding, need_x, need_w, need_b):
     w_mat = weight.reshape(OC, C * kh * kw)
     grad_x = grad_w = grad_b = None
     if need_w:
-        col = im2col(x, (kh, kw), stride, padding)  # rebuilt, not saved (see the module docstring)
+        col = batched_im2col(x, (kh, kw), stride, padding)  # rebuilt, not saved (see the module docstring)
         grad_w = xp.tensordot(g, col, axes=([0, 2], [0, 2])).reshape(weight.shape)  # sum over n and pixels
         del col  # free it before grad_col, which is as large, is allocated
     if need_b:
         grad_b = g.sum(axis=(0, 2))
     if need_x:
         grad_col = xp.matmul(w_mat.T, g)  # (N, C*kh*kw, OH*OW)
-        grad_x = col2im(grad_col, x.shape, (kh, kw), stride, padding)
+        grad_x = batched_col2im(grad_col, x.shape, (kh, kw), stride, padding)
     return grad_x, grad_w, grad_b
