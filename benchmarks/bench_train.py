@@ -7,7 +7,7 @@ one warm-up step, then ``--steps`` timed steps of forward + cross-entropy +
 backward + update on random 3x32x32 images. Reported: images/second (median
 step), the ratio to PyTorch (higher is better; target >= 0.8), and the peak
 memory the training steps add on top of what the process held before them
-(Linux VmHWM over all steps, warm-up included, minus VmRSS before the first step).
+(Linux VmHWM over the timed steps, minus VmRSS before the warm-up step).
 """
 import argparse
 import json
@@ -83,12 +83,12 @@ def torch_step_function(batch):
 
 def worker(framework, batch, steps):
     step = (minires_step_function if framework == "minires" else torch_step_function)(batch)
-    # Memory: the peak resident size over all steps, less the size before the first one (the
-    # model and the batch). Measuring from after the warm-up step instead would count only what
-    # the allocator happens to hand back to the system between steps, not what a step needs.
-    reset_peak_memory()
+    # Memory: the peak resident size during the timed steps, less the size before the warm-up
+    # step (the model and the batch). Taking the baseline after the warm-up instead would count
+    # only what the allocator happens to hand back to the system between steps.
     before = read_status("VmRSS")
     step()  # warm-up: first-touch allocations, PyTorch's kernel selection
+    reset_peak_memory()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
