@@ -48,7 +48,7 @@ def test_dry_run_verify_prints_the_exact_commands_and_logs_them(tmp_path):
     printed = commands(result.stdout)
     python = sys.executable
     assert f"timeout -k 10 45 {python} -m minires doctor" in printed
-    assert (f"env MINIRES_REQUIRE_GPU=1 timeout -k 10 270 {python} -m pytest -m gpu -q -rfEs "
+    assert (f"env MINIRES_REQUIRE_GPU=1 timeout -k 10 300 {python} -m pytest -m gpu -q -rfEs "
             "-p no:cacheprovider tests") in printed
     assert (f"timeout -k 10 120 {python} benchmarks/bench_gpu.py --repeats 20 --steps 20 --batches 128 512 "
             "--depths 20 56") in printed
