@@ -41,9 +41,15 @@ def cuda_versions(cupy):
     def dotted(version):  # 12040 -> '12.4'
         return f"{version // 1000}.{version % 1000 // 10}"
 
-    runtime = dotted(cupy.cuda.runtime.runtimeGetVersion())
-    driver = dotted(cupy.cuda.runtime.driverGetVersion())
-    nvrtc = ".".join(str(part) for part in cupy.cuda.nvrtc.getVersion())
+    def ask(query):  # one failing query must not hide the others
+        try:
+            return query()
+        except Exception as err:
+            return f"unknown ({type(err).__name__}: {err})"
+
+    runtime = ask(lambda: dotted(cupy.cuda.runtime.runtimeGetVersion()))
+    driver = ask(lambda: dotted(cupy.cuda.runtime.driverGetVersion()))
+    nvrtc = ask(lambda: ".".join(str(part) for part in cupy.cuda.nvrtc.getVersion()))
     return f"CuPy {cupy.__version__}, CUDA runtime {runtime}, driver supports CUDA {driver}, NVRTC {nvrtc}"
 
 

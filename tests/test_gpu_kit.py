@@ -290,3 +290,18 @@ def test_time_to_accuracy_names_missing_data(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "data_batch_1.bin" in result.stderr
+
+
+def test_doctor_reports_versions_even_when_one_query_fails():
+    import types
+
+    from minires.doctor import cuda_versions
+
+    def no_nvrtc():
+        raise AttributeError("this CuPy has no nvrtc.getVersion")
+
+    runtime = types.SimpleNamespace(runtimeGetVersion=lambda: 12040, driverGetVersion=lambda: 13010)
+    fake_cupy = types.SimpleNamespace(__version__="14.2.0", cuda=types.SimpleNamespace(
+        runtime=runtime, nvrtc=types.SimpleNamespace(getVersion=no_nvrtc)))
+    assert cuda_versions(fake_cupy) == ("CuPy 14.2.0, CUDA runtime 12.4, driver supports CUDA 13.1, "
+                                        "NVRTC unknown (AttributeError: this CuPy has no nvrtc.getVersion)")
