@@ -343,37 +343,18 @@ def relu_backward(x, grad_y):
 
 # ---- im2col, the conv's rearrangement, in the kernels' per-image layout ---------------------------
 
-def im2col(x, kernel_size, stride=1, padding=0):
-    """col[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], 0 in the padding."""
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    N, C, H, W = x.shape
-    OH = (H + 2 * ph - kh) // sh + 1
-    OW = (W + 2 * pw - kw) // sw + 1
-    col = np.zeros((N, C * kh * kw, OH * OW))
-    for n in range(N):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    for oh in range(OH):
-                        for ow in range(OW):
-                            h, w = oh * sh + i - ph, ow * sw + j - pw
-                            if 0 <= h < H and 0 <= w < W:
-                                col[n, (c * kh + i) * kw + j, oh * OW + ow] = x[n, c, h, w]
-    return col
-
-
-def col2im(col, x_shape, kernel_size, stride=1, padding=0):
-    """The adjoint of im2col: every col entry is added into the pixel im2col copied it from
-    (entries that came from the padding are dropped)."""
+def window_reads(x_shape, kernel_size, stride=1, padding=0):
+    """Every (n, c, h, w, row, column) where im2col copies input pixel x[n, c, h, w] into
+    col[n, row, column], with row = (c*kh + i)*kw + j and column = oh*OW + ow, for
+    h = oh*sh + i - ph and w = ow*sw + j - pw inside the image (positions in the padding
+    are never read). Also returns the col shape."""
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
     N, C, H, W = x_shape
     OH = (H + 2 * ph - kh) // sh + 1
     OW = (W + 2 * pw - kw) // sw + 1
-    x = np.zeros(x_shape)
+    reads = []
     for n in range(N):
         for c in range(C):
             for i in range(kh):
@@ -382,7 +363,26 @@ def col2im(col, x_shape, kernel_size, stride=1, padding=0):
                         for ow in range(OW):
                             h, w = oh * sh + i - ph, ow * sw + j - pw
                             if 0 <= h < H and 0 <= w < W:
-                                x[n, c, h, w] += col[n, (c * kh + i) * kw + j, oh * OW + ow]
+                                reads.append((n, c, h, w, (c * kh + i) * kw + j, oh * OW + ow))
+    return reads, (N, C * kh * kw, OH * OW)
+
+
+def im2col(x, kernel_size, stride=1, padding=0):
+    """col[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], 0 in the padding."""
+    reads, col_shape = window_reads(x.shape, kernel_size, stride, padding)
+    col = np.zeros(col_shape)
+    for n, c, h, w, row, column in reads:
+        col[n, row, column] = x[n, c, h, w]
+    return col
+
+
+def col2im(col, x_shape, kernel_size, stride=1, padding=0):
+    """The adjoint of im2col: every col entry is added into the pixel im2col copied it from
+    (entries that came from the padding are dropped)."""
+    reads, _ = window_reads(x_shape, kernel_size, stride, padding)
+    x = np.zeros(x_shape)
+    for n, c, h, w, row, column in reads:
+        x[n, c, h, w] += col[n, row, column]
     return x
 
 

@@ -6,11 +6,11 @@ An op takes the kernel path when :func:`uses_kernels` says so: its input lives o
 GPU, or the kernel emulator (:mod:`minires.backends.emulator`) is on.
 """
 from minires.backends.cuda.loader import (
-    BLOCK, KernelFile, contiguous, empty, empty_like, emulating, int32, scalar, uses_kernels,
+    BLOCK, KernelFile, contiguous, empty, empty_like, int32, scalar, uses_kernels,
 )
 
 __all__ = [
-    "BLOCK", "KernelFile", "contiguous", "empty", "empty_like", "emulating", "int32", "scalar", "uses_kernels",
+    "BLOCK", "KernelFile", "contiguous", "empty", "empty_like", "int32", "scalar", "uses_kernels",
     "kernel_files",
 ]
 

@@ -39,11 +39,6 @@ def uses_kernels(array):
     return cupy is not None and isinstance(array, cupy.ndarray)
 
 
-def emulating():
-    """Whether NumPy arrays are being sent down the kernel path (see minires.backends.emulator)."""
-    return _provider is not None
-
-
 @contextlib.contextmanager
 def _kernel_provider(provider):
     """Route every kernel launch to ``provider(code=..., options=..., name_expressions=...)``, a
