@@ -1,13 +1,15 @@
 """Host overhead of the kernel path: launches and host microseconds per ResNet-20 training step.
 
-    python benchmarks/bench_host_overhead.py [--steps 40] [--batch 2] [--depth 20]
+    python benchmarks/bench_host_overhead.py [--steps 40] [--batch 2] [--image-size 8] [--depth 20]
 
 On a GPU the host (Python) only *queues* work; if queueing one step takes longer
 than the GPU needs to run it, the GPU waits for Python. This measures the queueing
 cost without a GPU: every kernel is replaced by a no-op that only counts its
 launch, so what is left is our Python (the ops, the wrappers, the launch calls)
-plus NumPy's small array operations, which stand in for CuPy's. The batch is tiny
-so that the matrix products (NumPy's here, cuBLAS's on a GPU) cost next to nothing.
+plus NumPy's small array operations, which stand in for CuPy's. The batch and the
+images are tiny (2 images of 8x8: the network runs on any size) so that the arrays'
+own work, the matrix products above all (NumPy's here, cuBLAS's on a GPU), costs
+next to nothing; the launches and the Python per launch do not depend on the size.
 
 Reported: kernel launches per step, and the median, lower and upper quartile of
 host time per step (one step = the training loop's forward, cross-entropy,
@@ -42,7 +44,7 @@ class NoOpModule:
         NoOpModule.launches += 1
 
 
-def measure(depth, batch, steps):
+def measure(depth, batch, image_size, steps):
     import minires
     from minires import optim
     from minires.backends.cuda import loader
@@ -53,7 +55,7 @@ def measure(depth, batch, steps):
     model = cifar_resnet(depth)
     optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
     rng = np.random.default_rng(0)
-    images = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    images = rng.standard_normal((batch, 3, image_size, image_size)).astype(np.float32)
     labels = rng.integers(0, 10, size=batch)
 
     def batches():
@@ -80,11 +82,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=8)
     parser.add_argument("--depth", type=int, default=20)
     args = parser.parse_args()
-    counts, times = measure(args.depth, args.batch, args.steps)
+    counts, times = measure(args.depth, args.batch, args.image_size, args.steps)
     q1, median, q3 = statistics.quantiles([t * 1e3 for t in times], n=4)
-    print(f"ResNet-{args.depth}, batch {args.batch}, {args.steps} steps, no-op kernels (host work only)")
+    print(f"ResNet-{args.depth}, batch {args.batch} of {args.image_size}x{args.image_size}, {args.steps} steps, no-op kernels (host work only)")
     print("| launches/step | host ms/step (median) | quartiles |")
     print("|---|---|---|")
     print(f"| {statistics.median(counts):.0f} | {median:.2f} | {q1:.2f}-{q3:.2f} |")
