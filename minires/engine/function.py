@@ -22,6 +22,7 @@ write one:
 """
 from minires.backends import get_array_module
 from minires.backends.cuda import uses_kernels
+from minires.backends.cuda.loader import device_scope
 from minires.engine import grad_mode
 from minires.engine.tensor import Tensor
 
@@ -73,7 +74,8 @@ class Function:
     def forward(self, *arrays):
         """The output array; ops with kernels of their own dispatch to the chosen path."""
         if self.path == KERNEL_PATH:
-            return self.forward_kernels(*arrays)
+            with device_scope(arrays[0]):  # allocate and launch on the GPU that holds the input
+                return self.forward_kernels(*arrays)
         return self.forward_numpy(*arrays)
 
     def backward(self, grad_output):
@@ -86,7 +88,8 @@ class Function:
                 "(both inside or both outside minires.backends.emulator.emulate_kernels())"
             )
         if path == KERNEL_PATH:
-            return self.backward_kernels(grad_output)
+            with device_scope(grad_output):
+                return self.backward_kernels(grad_output)
         return self.backward_numpy(grad_output)
 
     def forward_numpy(self, *arrays):

@@ -1,6 +1,7 @@
 """Stochastic gradient descent, with PyTorch's momentum, dampening and Nesterov rule."""
 from minires.backends.cuda import sgd as sgd_kernels
 from minires.backends.cuda import empty_like, uses_kernels
+from minires.backends.cuda.loader import device_scope
 from minires.optim.optimizer import Optimizer, _check_non_negative
 
 
@@ -30,7 +31,8 @@ class SGD(Optimizer):
     def _update(self, p, state, group):
         lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
         if uses_kernels(p.data):  # the kernel path: the whole update in one kernel (kernels/sgd.cu)
-            self._update_with_kernel(p, state, lr, mu, tau, wd, group["nesterov"])
+            with device_scope(p.data):  # on the GPU that holds the parameter
+                self._update_with_kernel(p, state, lr, mu, tau, wd, group["nesterov"])
             return
         g = p.grad
         if wd != 0:
