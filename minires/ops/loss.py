@@ -64,8 +64,9 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
         raise TypeError(f"{op}: labels must be integers (class indices), got dtype {label_array.dtype}")
     if label_array.shape != (N,):
         raise ValueError(f"{op}: labels must have shape ({N},) to match logits {tuple(logits.shape)}, got {label_array.shape}")
-    # One yes/no answer: for labels on a GPU, reading it back is this function's only wait
-    # for the device (labels still on the host are checked before they are copied over).
+    # Labels still on the host (NumPy) are checked here before they are copied over, at no
+    # cost to the GPU; that is how the training loop passes them. Labels already on a GPU
+    # cost one wait per call: the yes/no answer has to be read back before we go on.
     if N and bool(((label_array < 0) | (label_array >= C)).any()):
         raise ValueError(
             f"{op}: labels must lie in [0, {C}) for {C} classes, got values from {int(label_array.min())} to {int(label_array.max())}"

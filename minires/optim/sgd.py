@@ -1,6 +1,6 @@
 """Stochastic gradient descent, with PyTorch's momentum, dampening and Nesterov rule."""
-from minires.backends.cuda import sgd as sgd_kernels
 from minires.backends.cuda import empty_like, uses_kernels
+from minires.backends.cuda import sgd as sgd_kernels
 from minires.backends.cuda.loader import device_scope
 from minires.optim.optimizer import Optimizer, _check_non_negative
 

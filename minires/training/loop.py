@@ -10,8 +10,9 @@
 experiments and the tutorials all train through it. ``train_epoch`` is one pass
 over a loader; ``evaluate`` measures a model without gradients.
 
-Loss and accuracy are summed on the device (``RunningMetrics``) and read back
-only when reported: reading a number from a GPU waits for all queued work.
+Nothing in a step reads a number back from the GPU, which would wait for all queued
+work: loss and accuracy are summed on the device (``RunningMetrics``) and read back
+only when reported, and the labels' range is checked while they are still on the host.
 """
 import minires
 import minires.functional as F
@@ -46,9 +47,11 @@ def train_steps(model, batches, optimizer, steps, device="cpu", *, scheduler=Non
             images, labels = next(batches)
         except StopIteration:
             raise ValueError(f"the batches ran out after {step - 1} of {steps} steps") from None
-        labels = to_device(labels, device)
         logits = forward(minires.tensor(images, device=device))
+        # The loss gets the labels while they are still NumPy: it checks their range on the
+        # host. Checked on a GPU, the answer would have to be read back, a wait every step.
         loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        labels = to_device(labels, device)  # for the accuracy, counted on the device
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -79,9 +82,10 @@ def evaluate(model, loader, num_classes, device="cpu", progress=False, descripti
     metrics, confusion = RunningMetrics(), 0
     with minires.no_grad():
         for images, labels in progress_bar(loader, len(loader), description, progress):
-            labels = to_device(labels, device)
             logits = model(minires.tensor(images, device=device))
-            metrics.update(F.cross_entropy(logits, labels), logits, labels)
+            loss = F.cross_entropy(logits, labels)  # labels still on the host: checked without a wait
+            labels = to_device(labels, device)
+            metrics.update(loss, logits, labels)
             predicted = logits.data.argmax(axis=1)
             pairs = labels * num_classes + predicted  # (true, predicted) as one index, counted on the device
             confusion = confusion + get_array_module(pairs).bincount(pairs, minlength=num_classes ** 2)
