@@ -8,7 +8,7 @@ setup(
     description="A from-scratch deep-learning framework for learning and experimenting with residual networks",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # CuPy 14 (our GPU extras) needs 3.10; 3.9 is past its end of life
     packages=find_packages(include=["minires", "minires.*"]) + ["minires.kernels"],
     package_dir={"minires.kernels": "kernels"},
     package_data={
@@ -18,8 +18,10 @@ setup(
     },
     install_requires=["numpy>=1.22", "matplotlib>=3.5", "tqdm>=4.60"],
     extras_require={
-        "cuda12": ["cupy-cuda12x>=13"],
-        "cuda13": ["cupy-cuda13x>=13.6"],
+        # [ctk]: the CUDA runtime libraries CuPy loads (NVRTC compiles our kernels, cuBLAS
+        # multiplies), so a machine with only the NVIDIA driver works. CuPy 14 needs NumPy 2.
+        "cuda12": ["cupy-cuda12x[ctk]>=14", "numpy>=2"],
+        "cuda13": ["cupy-cuda13x[ctk]>=14", "numpy>=2"],
         "dev": ["pytest>=7", "jupytext>=1.14"],  # jupytext: the tutorials are checked as notebooks too
     },
     entry_points={"console_scripts": ["minires=minires.__main__:main"]},

@@ -11,8 +11,9 @@ It prints, in order:
 5. a one-line verdict.
 
 Exit status: 0 when the GPU path works, or when there is simply no GPU (the CPU
-path is complete on its own); 1 when a GPU is there but a kernel fails to
-compile or gives a wrong answer.
+path is complete on its own); 1 when a GPU is there but CuPy cannot use it (the
+CUDA libraries it loads are missing, say), or a kernel fails to compile or gives
+a wrong answer.
 """
 import platform
 import sys
@@ -92,11 +93,25 @@ def relu_launch_is_right(cupy):
     return bool(numpy.array_equal(y, numpy.maximum(x, 0)))
 
 
+def gpu_count():
+    """How many GPUs the driver reports through CuPy (0 without CuPy or a driver)."""
+    from minires.backends.dispatch import cupy
+
+    try:
+        return cupy.cuda.runtime.getDeviceCount() if cupy is not None else 0
+    except Exception:
+        return 0
+
+
 def run_doctor(out=print):
     """Print the report; returns the exit status (0 fine or no GPU, 1 GPU path broken)."""
     out(f"Python {platform.python_version()} ({sys.executable})")
     out(f"NumPy {numpy.__version__}, BLAS: {blas_name()}")
     usable, reason = cuda_status()
+    if not usable and gpu_count() > 0:  # a GPU is there, but CuPy cannot use it (e.g. no NVRTC)
+        out(f"CUDA: a GPU is present but unusable: {reason}")
+        out(f"verdict: GPU path BROKEN: {reason}")
+        return 1
     if not usable:
         out(f"CUDA: unavailable: {reason}")
         out("verdict: no GPU path on this machine; minires runs on the CPU (NumPy), which is complete on its own. "

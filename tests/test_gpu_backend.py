@@ -46,6 +46,40 @@ def test_cuda_status_without_cupy_says_how_to_install_it(monkeypatch):
     assert not usable and "CuPy is not installed" in reason and "minires[cuda12]" in reason
 
 
+def fake_cupy_with_a_gpu(nvrtc_error=None, cublas_error=None):
+    """A stand-in for cupy that sees one GPU and fails to load NVRTC or cuBLAS as told."""
+    def fail_with(error):
+        def call():
+            if error is not None:
+                raise error
+            return (12, 9)
+        return call
+
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        nvrtc=types.SimpleNamespace(getVersion=fail_with(nvrtc_error)),
+        device=types.SimpleNamespace(get_cublas_handle=fail_with(cublas_error))))
+
+
+@pytest.mark.parametrize("missing", ["NVRTC", "cuBLAS"])
+def test_cuda_status_says_a_gpu_without_the_cuda_libraries_is_not_usable(monkeypatch, missing):
+    error = OSError(f"lib{missing.lower()}.so.12: cannot open shared object file")
+    fake = fake_cupy_with_a_gpu(**{("nvrtc_error" if missing == "NVRTC" else "cublas_error"): error})
+    monkeypatch.setattr(dispatch, "cupy", fake)
+    monkeypatch.setattr(dispatch, "_libraries_loaded", False)
+    usable, reason = dispatch.cuda_status()
+    assert not usable and f"cannot load {missing}" in reason and "[ctk]" in reason and "minires[cuda12]" in reason
+    monkeypatch.setattr(dispatch, "cupy", fake_cupy_with_a_gpu())
+    assert dispatch.cuda_status() == (True, "1 CUDA device(s) found")
+
+
+def test_cuda_status_reports_a_cupy_that_fails_to_import(monkeypatch):
+    monkeypatch.setattr(dispatch, "cupy", None)
+    monkeypatch.setattr(dispatch, "cupy_import_error", ImportError("numpy.core.multiarray failed to import"))
+    usable, reason = dispatch.cuda_status()
+    assert not usable and "cannot be imported" in reason and "numpy.core.multiarray" in reason
+
+
 def set_dtype(model, dtype):
     for _, t in model.named_tensors():
         t.data = t.data.astype(dtype)

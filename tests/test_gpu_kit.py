@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -209,6 +210,19 @@ def test_doctor_on_the_cpu_exits_0_and_says_why_there_is_no_gpu_path():
     assert cuda_status()[1] in lines[-1]
 
 
+def test_doctor_exits_1_when_a_gpu_is_there_but_cupy_cannot_use_it(monkeypatch):
+    from minires import doctor
+    from minires.backends import dispatch
+
+    reason = "CuPy cannot load NVRTC, the CUDA compiler our kernels need (OSError: ...)"
+    monkeypatch.setattr(doctor, "cuda_status", lambda: (False, reason))
+    monkeypatch.setattr(dispatch, "cupy", types.SimpleNamespace(
+        cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))))
+    lines = []
+    assert doctor.run_doctor(out=lines.append) == 1
+    assert lines[-1] == f"verdict: GPU path BROKEN: {reason}"
+
+
 @pytest.mark.gpu
 def test_doctor_on_a_gpu_compiles_every_kernel_file_and_says_ready():
     result = subprocess.run([sys.executable, "-m", "minires", "doctor"], capture_output=True, text=True, cwd=ROOT)
@@ -228,6 +242,7 @@ def test_doctor_trial_compile_reports_each_file_and_counts_failures(emulated_ker
 
     relu = files["relu.cu"]
     monkeypatch.setattr(relu, "_modules", {})  # compile afresh, from a broken source
+    monkeypatch.setattr(relu, "_kernels", {})
     monkeypatch.setattr(relu, "source", lambda: "template <typename T> __global__ void relu_forward(T* y) { y = ; }")
     lines.clear()
     assert trial_compiles({"relu.cu": relu}, lines.append) == 2

@@ -7,14 +7,22 @@ import numpy
 
 try:  # CuPy is an optional extra (pip install minires[cuda12] or [cuda13])
     import cupy
-except Exception:  # ImportError, or a CuPy build that fails to load its CUDA libraries
-    cupy = None
+    cupy_import_error = None
+except ImportError as err:
+    cupy, cupy_import_error = None, None if err.name == "cupy" else err  # absent, or broken
+except Exception as err:  # a CuPy build that fails to load its CUDA libraries or this NumPy
+    cupy, cupy_import_error = None, err
+
+INSTALL_HINT = "pip install 'minires[cuda12]' or 'minires[cuda13]'"
 
 
 def cuda_status():
     """Return ``(usable, reason)``: whether a CUDA device can be used, and if not, why."""
     if cupy is None:
-        return False, "CuPy is not installed (pip install 'minires[cuda12]' or 'minires[cuda13]')"
+        if cupy_import_error is not None:
+            return False, (f"CuPy is installed but cannot be imported ({type(cupy_import_error).__name__}: "
+                           f"{cupy_import_error}); reinstall it with {INSTALL_HINT}")
+        return False, f"CuPy is not installed ({INSTALL_HINT})"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # no driver, driver too old for this CuPy, ...
@@ -27,7 +35,38 @@ def cuda_status():
         return False, f"CuPy could not talk to the CUDA driver (is the NVIDIA driver installed?): {message}"
     if count == 0:
         return False, "CuPy is installed but no CUDA device was found"
+    problem = cuda_libraries_problem()
+    if problem:
+        return False, problem
     return True, f"{count} CUDA device(s) found"
+
+
+def cuda_libraries_problem():
+    """Why the CUDA libraries our kernel path needs cannot be used, or None.
+
+    A machine may have a GPU and its driver but not the CUDA runtime pieces CuPy
+    loads on first use: NVRTC, which compiles our kernels, and cuBLAS, which does
+    the matrix products. Without this check a GPU would look usable and the first
+    convolution would fail. Our ``cuda12``/``cuda13`` extras install them (CuPy's
+    ``[ctk]`` extra). Once they have loaded, the answer is remembered."""
+    global _libraries_loaded
+    if _libraries_loaded:
+        return None
+    try:
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as err:
+        return (f"CuPy cannot load NVRTC, the CUDA compiler our kernels need ({type(err).__name__}: {err}); "
+                f"{INSTALL_HINT} brings it (with cuBLAS) as CuPy's [ctk] extra, or install the CUDA Toolkit")
+    try:
+        cupy.cuda.device.get_cublas_handle()
+    except Exception as err:
+        return (f"CuPy cannot load cuBLAS, which does our matrix products ({type(err).__name__}: {err}); "
+                f"{INSTALL_HINT} brings it as CuPy's [ctk] extra, or install the CUDA Toolkit")
+    _libraries_loaded = True
+    return None
+
+
+_libraries_loaded = False
 
 
 def normalize_device(device):
