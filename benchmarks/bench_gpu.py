@@ -16,6 +16,14 @@ Two tables:
    decay) of ResNet-20/56 at each batch size: images/second and
    ratio = minires / torch (higher is better; targets 0.5 at batch 128, 0.8 at 512),
    plus the memory each framework's allocator holds after the steps.
+   minires computes in full FP32. PyTorch runs twice: with its defaults (cuDNN
+   convolutions may use TF32 tensor cores, which round inputs to 10 mantissa
+   bits) and with TF32 off; the ratio compares like with like (TF32 off), the
+   TF32 column shows what the defaults gain;
+3. per training step: kernel launches (all of the process's, counted by PyTorch's
+   profiler through CUPTI when PyTorch is there; else only ours) and host
+   milliseconds (the time Python takes to *queue* one step, GPU idle at the
+   start), for both frameworks.
 """
 import argparse
 import os
@@ -118,7 +126,7 @@ def time_cross_entropy(batch, repeats, rng):
 
     logits = rng.standard_normal((batch, 10)).astype(np.float32)
     labels = rng.integers(0, 10, size=batch)
-    z, y = minires.tensor(logits, device="cuda", requires_grad=True), cupy.asarray(labels)
+    z, y = minires.tensor(logits, device="cuda", requires_grad=True), labels  # host labels, as the loop passes them
     ours_ms = cupy_milliseconds(lambda: F.cross_entropy(z, y).backward(), repeats)
     torch_ms = None
     if torch is not None:
@@ -157,45 +165,137 @@ def print_op_table(rows, batch):
         print(f"{name:<24} {label:<18} {ours_ms:10.3f} {theirs} {ratio:>6}")
 
 
-def training_rates(depth, batch, steps, rng):
-    """Images/second of minires and torch (or None), and the MB each allocator holds."""
-    import cupy
-
-    images = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    labels = rng.integers(0, 10, size=batch)
+def minires_step(depth, images, labels):
+    """One training step of ResNet-depth on the GPU, as the training loop runs it (labels on the host)."""
     minires.manual_seed(0)
     model = CifarResNet(depth).to("cuda")
     optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x, y = minires.tensor(images, device="cuda"), cupy.asarray(labels)
+    x = minires.tensor(images, device="cuda")
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(x), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
-    ours = batch / cupy_milliseconds(step, steps) * 1000
+    return step
+
+
+def torch_step(depth, images, labels):
+    from torch_reference import TorchCifarResNet
+
+    torch.manual_seed(0)
+    t_model = TorchCifarResNet(depth).cuda()
+    t_optimizer = torch.optim.SGD(t_model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    tx, ty = torch.as_tensor(images, device="cuda"), torch.as_tensor(labels, device="cuda")
+
+    def t_step():
+        loss = TF.cross_entropy(t_model(tx), ty)
+        t_optimizer.zero_grad()
+        loss.backward()
+        t_optimizer.step()
+
+    return t_step
+
+
+def set_tf32(allowed):
+    torch.backends.cudnn.allow_tf32 = allowed
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
+def training_rates(depth, batch, steps, rng):
+    """Images/second of minires, of torch with TF32 off and with its defaults (None without
+    torch), and the MB each allocator holds."""
+    import cupy
+
+    images = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    labels = rng.integers(0, 10, size=batch)
+    ours = batch / cupy_milliseconds(minires_step(depth, images, labels), steps) * 1000
     ours_mb = cupy.get_default_memory_pool().total_bytes() / 2**20
-    theirs = theirs_mb = None
-    if torch is not None:
-        from torch_reference import TorchCifarResNet
-
-        torch.manual_seed(0)
-        t_model = TorchCifarResNet(depth).cuda()
-        t_optimizer = torch.optim.SGD(t_model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-        tx, ty = torch.as_tensor(images, device="cuda"), torch.as_tensor(labels, device="cuda")
-        torch.cuda.reset_peak_memory_stats()
-
-        def t_step():
-            loss = TF.cross_entropy(t_model(tx), ty)
-            t_optimizer.zero_grad()
-            loss.backward()
-            t_optimizer.step()
-
-        theirs = batch / torch_milliseconds(t_step, steps) * 1000
-        theirs_mb = torch.cuda.max_memory_reserved() / 2**20
     cupy.get_default_memory_pool().free_all_blocks()
-    return ours, ours_mb, theirs, theirs_mb
+    fp32 = tf32 = theirs_mb = None
+    if torch is not None:
+        defaults = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        set_tf32(False)
+        torch.cuda.reset_peak_memory_stats()
+        fp32 = batch / torch_milliseconds(torch_step(depth, images, labels), steps) * 1000
+        theirs_mb = torch.cuda.max_memory_reserved() / 2**20
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = defaults
+        tf32 = batch / torch_milliseconds(torch_step(depth, images, labels), steps) * 1000
+        torch.cuda.empty_cache()
+    return ours, ours_mb, fp32, tf32, theirs_mb
+
+
+def host_milliseconds(step, synchronize, steps):
+    """Median time Python takes to queue one step, starting each with an idle GPU."""
+    import time
+
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(steps):
+        synchronize()
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    synchronize()
+    return float(np.median(times)) * 1000
+
+
+def launches_per_step(step, synchronize):
+    """(kernel launches in one step, how they were counted)."""
+    from minires.backends.cuda import loader
+
+    step()  # warm-up: compiles, cuDNN algorithm search
+    synchronize()
+    if torch is not None:
+        try:  # CUPTI sees every kernel in the process, CuPy's and cuBLAS's included
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                step()
+                synchronize()
+            kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+                       and not e.name.startswith(("Memcpy", "Memset"))]
+            return len(kernels), "all (CUPTI)"
+        except Exception as err:  # a profiler that cannot attach: fall back to counting ours
+            print(f"(PyTorch's profiler could not count kernels: {type(err).__name__}: {err})")
+    counted = [0]
+    launch = loader.KernelFile.function
+
+    def counting(self, name, dtype):
+        kernel = launch(self, name, dtype)
+
+        def run(*args):
+            counted[0] += 1
+            return kernel(*args)
+        return run
+
+    loader.KernelFile.function = counting
+    try:
+        step()
+    finally:
+        loader.KernelFile.function = launch
+    synchronize()
+    return counted[0], "ours only"
+
+
+def print_overhead_table(depth, batch, steps, rng):
+    import cupy
+
+    images = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    labels = rng.integers(0, 10, size=batch)
+    sync = cupy.cuda.Device().synchronize
+    rows = [("minires", minires_step(depth, images, labels), sync)]
+    if torch is not None:
+        rows.append(("torch", torch_step(depth, images, labels), torch.cuda.synchronize))
+    print(f"\nper training step, ResNet-{depth} at batch {batch}: launches and host time to queue it")
+    header = f"{'framework':<10} {'launches':>8} {'counted':<13} {'host ms':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, step, synchronize in rows:
+        count, how = launches_per_step(step, synchronize)
+        print(f"{name:<10} {count:8d} {how:<13} {host_milliseconds(step, synchronize, steps):8.2f}")
 
 
 def main():
@@ -219,7 +319,8 @@ def main():
     if args.dry_run:
         tables = "training steps" if args.skip_ops else f"per-op table at batch {args.batches[0]} and training steps"
         print(f"dry run: would time {tables} of ResNet-{', ResNet-'.join(map(str, args.depths))} at batch "
-              f"{', '.join(map(str, args.batches))} ({args.repeats} repeats per op, {args.steps} steps per model)")
+              f"{', '.join(map(str, args.batches))} ({args.repeats} repeats per op, {args.steps} steps per model), "
+              f"then launches and host ms per step of ResNet-{args.depths[0]}")
         return 0
     usable, reason = cuda_status()
     if not usable:
@@ -239,18 +340,26 @@ def main():
 
     print(f"\ntraining step (forward, loss, backward, SGD), float32, {args.steps} timed steps; "
           "ratio = minires / torch images/s (higher is better)")
-    header = f"{'model':<10} {'batch':>5} {'minires img/s':>13} {'torch img/s':>11} {'ratio':>6} {'target':>6} " \
-             f"{'minires MB':>10} {'torch MB':>9}"
+    header = f"{'model':<10} {'batch':>5} {'minires img/s':>13} {'torch FP32':>10} {'ratio':>6} {'target':>6} " \
+             f"{'torch TF32':>10} {'ratio':>6} {'minires MB':>10} {'torch MB':>9}"
     print(header)
     print("-" * len(header))
     for depth in args.depths:
         for batch in args.batches:
-            ours, ours_mb, theirs, theirs_mb = training_rates(depth, batch, args.steps, rng)
-            ratio = f"{ours / theirs:6.2f}" if theirs else ""
-            target = f"{TARGETS[batch]:6.1f}" if batch in TARGETS else ""
-            t_rate = f"{theirs:11.0f}" if theirs else f"{'':>11}"
+            ours, ours_mb, fp32, tf32, theirs_mb = training_rates(depth, batch, args.steps, rng)
+
+            def rate(value, width):
+                return f"{value:{width}.0f}" if value else f"{'':>{width}}"
+
+            def ratio(theirs):
+                return f"{ours / theirs:6.2f}" if theirs else f"{'':>6}"
+
+            target = f"{TARGETS[batch]:6.1f}" if batch in TARGETS else f"{'':>6}"
             t_mb = f"{theirs_mb:9.0f}" if theirs_mb else ""
-            print(f"ResNet-{depth:<3} {batch:5d} {ours:13.0f} {t_rate} {ratio:>6} {target:>6} {ours_mb:10.0f} {t_mb:>9}")
+            print(f"ResNet-{depth:<3} {batch:5d} {ours:13.0f} {rate(fp32, 10)} {ratio(fp32)} {target} "
+                  f"{rate(tf32, 10)} {ratio(tf32)} {ours_mb:10.0f} {t_mb:>9}")
+    for batch in args.batches:
+        print_overhead_table(args.depths[0], batch, args.steps, rng)
     return 0
 
 

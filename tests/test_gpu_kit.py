@@ -51,7 +51,7 @@ def test_dry_run_verify_prints_the_exact_commands_and_logs_them(tmp_path):
     assert f"timeout -k 10 45 {python} -m minires doctor" in printed
     assert (f"env MINIRES_REQUIRE_GPU=1 timeout -k 10 300 {python} -m pytest -m gpu -q -rfEs "
             "-p no:cacheprovider tests") in printed
-    assert (f"timeout -k 10 120 {python} benchmarks/bench_gpu.py --repeats 20 --steps 20 --batches 128 512 "
+    assert (f"timeout -k 10 150 {python} benchmarks/bench_gpu.py --repeats 20 --steps 20 --batches 128 512 "
             "--depths 20 56") in printed
     # The pytest selection was really collected and bench_gpu.py really accepted its settings.
     collected = [line for line in result.stdout.splitlines() if "tests collected" in line]
