@@ -122,8 +122,6 @@ def time_op(case, batch, repeats, rng):
 
 
 def time_cross_entropy(batch, repeats, rng):
-    import cupy
-
     logits = rng.standard_normal((batch, 10)).astype(np.float32)
     labels = rng.integers(0, 10, size=batch)
     z, y = minires.tensor(logits, device="cuda", requires_grad=True), labels  # host labels, as the loop passes them
