@@ -6,20 +6,27 @@ import functools
 
 import numpy as np
 import pytest
+import reference as ref
+from backend_tools import assert_close, cases_on_backends, float32_exact, only_on
 
 import minires
 import minires.functional as F
-import minires.nn as nn
-
-from backend_tools import assert_close, cases_on_backends, float32_exact
-import reference as ref
+from minires import nn
+from minires.backends.cuda import batch_norm as bn_kernels
+from minires.backends.emulator import emulate_kernels
 
 # (shape, affine). (N, C) inputs have HW = 1.
+# On the kernel path a channel's m = N * HW values are shared by P blocks of 256 threads, P from
+# the wrapper's blocks_per_channel (P = 1 below 2048 values; see also the forced-P test below).
 KERNEL_CASES = [
     ((3, 5), True),
     ((1, 3, 5, 7), True),        # batch 1 with HW > 1: training normalises over the image alone
-    ((2, 4, 9, 17), True),       # m = 306 values per channel: more than one block of 256 threads
+    ((2, 4, 9, 17), True),       # m = 306 values per channel: more than a block has threads
     ((1, 2, 3, 11), False),      # batch 1, and gamma = 1, beta = 0
+    ((5, 3, 21, 23), True),      # m = 2415 (not a multiple of 256): P = 2 blocks per channel, and
+                                 # HW = 483 < stride 512, so a thread's walk carries into the next image
+    ((2100, 3), True),           # HW = 1 with P = 2: the walk steps through the batch alone
+    ((2, 3, 1, 1), True),        # m = 2: most threads of the block have nothing to add
 ]
 MORE_CASES = [
     ((2, 3, 5, 5), True), ((2, 3, 5, 5), False),
@@ -50,7 +57,7 @@ def make_data(shape, seed=0, affine=True):
     return tuple(None if a is None else float32_exact(a) for a in (x, running_mean, running_var, weight, bias))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def case_data(case, training):
     """The inputs, an upstream gradient, and the loop reference's y, running stats and gradients."""
     shape, affine = case
@@ -239,6 +246,130 @@ def test_nn_batch_norm_modules_train_then_eval(backend, module_class, shape):
     assert_close(layer.running_var, expected_rv, np.float32)
 
 
+# ---- the kernels' grid: P blocks per channel -------------------------------------------------
+
+def test_blocks_per_channel_fills_the_gpu_without_starving_threads():
+    """P = min(ceil(GPU_BLOCKS / C), m // (4 * 256), 64), at least 1."""
+    assert bn_kernels.GPU_BLOCKS == 4 * 132
+    # ResNet-20 at batch 128: 32x32 images with 16 channels, 16x16 with 32, 8x8 with 64.
+    assert bn_kernels.blocks_per_channel(128 * 32 * 32, 16) == 33    # 528 blocks: fill the GPU
+    assert bn_kernels.blocks_per_channel(128 * 16 * 16, 32) == 17    # 544 blocks
+    assert bn_kernels.blocks_per_channel(128 * 8 * 8, 64) == 8       # 4 values a thread at most
+    assert bn_kernels.blocks_per_channel(10**7, 1) == 64             # capped: a cheap second pass
+    assert bn_kernels.blocks_per_channel(2047, 3) == 1               # too few values for 2 blocks
+    assert bn_kernels.blocks_per_channel(2, 3) == 1
+    assert bn_kernels.blocks_per_channel(10**6, 65535) == 1
+
+
+def test_launch_plans_are_cached_and_checked():
+    plan = bn_kernels.launch_plan(5, 3, 483)
+    assert plan is bn_kernels.launch_plan(5, 3, 483)  # built once per shape
+    assert plan.grid == (2, 3) and plan.partials_shape == (3, 2)
+    assert [type(v) for v in plan.sizes + plan.combine_sizes] == [np.int32] * 7
+    assert bn_kernels.launch_plan(2, 65535, 1).grid == (1, 65535)
+    with pytest.raises(ValueError, match="65535"):  # one grid row per channel: grid.y <= 65535
+        bn_kernels.launch_plan(2, 65536, 1)
+    with pytest.raises(ValueError, match="32-bit int"):  # N * C * HW = 2^31
+        bn_kernels.launch_plan(2**11, 2**10, 2**10)
+
+
+def kernel_names_and_grids(launches):
+    """{kernel name without its <T>: grid (x, y, z)} of the launches an emulate_kernels block recorded."""
+    return {name.split("<")[0]: grid for name, grid, _ in launches}
+
+
+@pytest.mark.parametrize("shape, P", [((6, 3, 23, 23), 3), ((2, 3, 4, 4), 1)], ids=["P=3", "P=1"])
+@only_on("emulated")
+def test_batch_norm_kernels_run_on_a_grid_of_P_blocks_per_channel(backend, shape, P):
+    """(6, 3, 23, 23): m = 3174 values per channel, P = 3 blocks each, grid (3, C); a smaller
+    input than 2 x 4 x 256 values per channel still works, on P = 1 block per channel."""
+    case = (shape, True)
+    (x, rm, rv, w, b), upstream, (expected_y, expected_rm, expected_rv), grads = case_data(case, True)
+    launches = []
+    with emulate_kernels(launches=launches):
+        running_mean, running_var = backend.array(rm.copy()), backend.array(rv.copy())  # updated in place
+        tx, tw, tb = (backend.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = F.batch_norm(tx, running_mean, running_var, tw, tb, training=True)
+        y.backward(backend.array(upstream))
+    grids = kernel_names_and_grids(launches)
+    C = shape[1]
+    for name in ("batch_norm_statistics_partials", "batch_norm_forward", "batch_norm_backward_reduce_partials",
+                 "batch_norm_backward_input_training"):
+        assert grids[name] == (P, C, 1), name
+    for name in ("batch_norm_statistics_combine", "batch_norm_backward_reduce_combine",
+                 "batch_norm_update_running_stats"):
+        assert grids[name] == (1, 1, 1), name  # one thread per channel
+    assert len(launches) == 7  # forward: 2 + 1 + 1, backward: 2 + 1
+    assert_close(y, expected_y, np.float64)
+    assert_close(running_mean, expected_rm, np.float64)
+    assert_close(running_var, expected_rv, np.float64)
+    assert_close(tx.grad, grads[0], np.float64, grad=True, scale=grad_x_scale(x, upstream, rv, w, True))
+    assert_close(tw.grad, grads[1], np.float64, grad=True)
+    assert_close(tb.grad, grads[2], np.float64, grad=True)
+
+
+@pytest.fixture
+def force_blocks_per_channel(monkeypatch):
+    """force(P): make the wrapper use P blocks per channel whatever the input's size. The launch
+    plans are cached per shape, so they are cleared on the way in and on the way out."""
+    def force(P):
+        monkeypatch.setattr(bn_kernels, "blocks_per_channel", lambda m, C: P)
+        bn_kernels.launch_plan.cache_clear()
+    yield force
+    monkeypatch.undo()
+    bn_kernels.launch_plan.cache_clear()
+
+
+FORCED_CASES = [  # (shape, P): small inputs split over more blocks than the wrapper would choose
+    ((5, 3, 9, 13), 2),    # m = 585, stride 512 > HW = 117: the carry decides where the walk goes next
+    ((5, 3, 9, 13), 3),    # the third block only has values for 73 of its threads
+    ((300, 4), 2),         # HW = 1
+    ((2, 3, 1, 1), 2),     # m = 2: the second block of each channel has no value at all
+    ((1, 2, 3, 11), 5),    # batch 1: the carry would step n past N
+]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("shape, P", FORCED_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"P={v}")
+@only_on("emulated")
+def test_batch_norm_kernels_with_a_forced_number_of_blocks_per_channel(backend, force_blocks_per_channel, shape,
+                                                                        P, training):
+    force_blocks_per_channel(P)
+    N, C = shape[:2]
+    assert bn_kernels.launch_plan(N, C, int(np.prod(shape[2:]))).grid == (P, C)
+    (x, rm, rv, w, b), upstream, (expected_y, expected_rm, expected_rv), grads = case_data((shape, True), training)
+    running_mean, running_var = backend.array(rm.copy()), backend.array(rv.copy())  # updated in place
+    tx, tw, tb = (backend.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.batch_norm(tx, running_mean, running_var, tw, tb, training=training)
+    y.backward(backend.array(upstream))
+    assert_close(y, expected_y, np.float64)
+    assert_close(running_mean, expected_rm, np.float64)
+    assert_close(running_var, expected_rv, np.float64)
+    assert_close(tx.grad, grads[0], np.float64, grad=True, scale=grad_x_scale(x, upstream, rv, w, training))
+    assert_close(tw.grad, grads[1], np.float64, grad=True)
+    assert_close(tb.grad, grads[2], np.float64, grad=True)
+
+
+@only_on("emulated", "cuda")
+def test_batch_norm_statistics_stay_accurate_in_float32_far_from_zero(backend):
+    """Channels whose mean is far from 0 next to their std (1000 and 1, -300 and 0.1, 1e-3 and 1e-3):
+    the one-pass statistics subtract each channel's first value before squaring, so float32 keeps
+    var to 1e-4 of itself (E[x^2] - E[x]^2 would lose most of it; so would subtracting another
+    channel's value). m = 2048: P = 2 blocks per channel."""
+    rng = np.random.default_rng(7)
+    means, stds = np.array([1000.0, -300.0, 1e-3]), np.array([1.0, 0.1, 1e-3])
+    x = float32_exact(means.reshape(1, 3, 1, 1) + stds.reshape(1, 3, 1, 1) * rng.standard_normal((8, 3, 16, 16)))
+    x[0, 0, 0, 0] = 1004.0  # channel 0's shift, its first value, 4 std from its mean: still accurate
+    assert bn_kernels.launch_plan(8, 3, 256).grid == (2, 3)
+    expected_mean, expected_var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))  # float64, two passes
+    mean, var, inv_std = (backend.numpy(a) for a in bn_kernels.batch_norm_statistics(
+        backend.array(x.astype(np.float32)), 1e-5))
+    assert mean.dtype == var.dtype == inv_std.dtype == np.float32
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-6)
+    np.testing.assert_allclose(var, expected_var, rtol=1e-4)
+    np.testing.assert_allclose(inv_std, 1 / np.sqrt(expected_var + 1e-5), rtol=1e-4)
+
+
 # ---- gradcheck -----------------------------------------------------------------------------
 
 def in_both_modes(cases):
@@ -283,8 +414,8 @@ def test_batch_norm_eval_without_running_stats_raises(backend):
 
 @pytest.mark.parametrize("name", ["running_mean", "running_var", "weight", "bias"])
 def test_batch_norm_wrong_parameter_shape(backend, name):
-    args = dict(running_mean=backend.array(np.zeros(3)), running_var=backend.array(np.ones(3)),
-                weight=backend.tensor(np.ones(3)), bias=backend.tensor(np.zeros(3)))
+    args = {"running_mean": backend.array(np.zeros(3)), "running_var": backend.array(np.ones(3)),
+            "weight": backend.tensor(np.ones(3)), "bias": backend.tensor(np.zeros(3))}
     args[name] = backend.array(np.ones(4)) if name.startswith("running") else backend.tensor(np.ones(4))
     with pytest.raises(ValueError, match=name):
         F.batch_norm(backend.tensor(np.ones((2, 3, 2, 2))), training=True, **args)
