@@ -341,7 +341,7 @@ def relu_backward(x, grad_y):
     return grad_x
 
 
-# ---- im2col, the conv's rearrangement, in the kernels' per-image layout ---------------------------
+# ---- im2col, the conv's rearrangement, per image (tests reshape it to the one-matrix layout) -------
 
 def window_reads(x_shape, kernel_size, stride=1, padding=0):
     """Every (n, c, h, w, row, column) where im2col copies input pixel x[n, c, h, w] into

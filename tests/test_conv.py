@@ -3,19 +3,20 @@
 Each case runs in float32 and float64 on the NumPy path, the emulated kernel path
 (a smaller list of cases: the emulator is slow) and the GPU. Then what belongs to
 one path: the NumPy path's batch slabs, the kernel path's launches (emulated, where
-they are recorded), and PyTorch as a second oracle.
+they are recorded) and its matrix products (each one 2-D GEMM, col never copied), and
+PyTorch as a second oracle.
 """
 import functools
+import weakref
 
 import numpy as np
 import pytest
+import reference as ref
+from backend_tools import assert_close, cases_on_backends, float32_exact, only_on
 
 import minires
-from minires.backends.cuda import conv as conv_kernels
 import minires.functional as F
-
-from backend_tools import assert_close, cases_on_backends, float32_exact, only_on
-import reference as ref
+from minires.backends.cuda import conv as conv_kernels
 
 # (N, C, OC, H, W, kernel (kh, kw), stride, padding, bias)
 KERNEL_CASES = [
@@ -26,6 +27,8 @@ KERNEL_CASES = [
     (1, 2, 2, 7, 7, (2, 2), 3, 1, True),                # stride > kernel: some pixels are seen by no window
     (2, 3, 5, 9, 11, (3, 3), (1, 2), 2, True),          # 594 input pixels: col2im spans three blocks
     (2, 3, 5, 9, 11, (3, 3), (1, 2), 2, False),
+    (2, 1, 2, 26, 23, (3, 3), 1, 1, True),              # 1196 columns: two blocks along x, the walk carries
+    (20, 2, 3, 5, 7, (3, 3), 1, 1, False),              # one pass of the walk steps over 7 whole images
 ]
 MORE_CASES = [
     (2, 3, 4, 5, 5, (3, 3), 1, 0, True),
@@ -59,7 +62,7 @@ def case_id(case):
     return f"N{N}-C{C}-OC{OC}-{H}x{W}-k{pair_id(k)}-s{pair_id(s)}-p{pair_id(p)}-{'bias' if bias else 'nobias'}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def case_data(case):
     """x, weight, bias (or None) and an upstream gradient, all exact in float32, and the loop
     reference's output and gradients (x, weight, bias) for them."""
@@ -219,7 +222,7 @@ def launch_names(dtype):
 @only_on("emulated")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_kernel_path_launches_im2col_and_col2im_and_returns_nchw(backend, dtype):
-    (x, w, b), upstream, _, _ = case_data(KERNEL_CASES[1])
+    (x, w, _), upstream, _, _ = case_data(KERNEL_CASES[1])
     tx, tw = backend.tensor(x.astype(dtype), requires_grad=True), backend.tensor(w.astype(dtype), requires_grad=True)
     launches = launch_names(dtype)
     before = len(launches)
@@ -228,7 +231,7 @@ def test_conv2d_kernel_path_launches_im2col_and_col2im_and_returns_nchw(backend,
     c_type = "float" if dtype == np.float32 else "double"
     # forward: im2col; backward: im2col again (for dL/dweight) and col2im (for dL/dx)
     assert sorted(name for name, _, _ in launches[before:]) == [f"col2im<{c_type}>"] + 2 * [f"im2col<{c_type}>"]
-    assert y.data.flags.c_contiguous  # NCHW straight out of the batched GEMM
+    assert y.data.flags.c_contiguous  # NCHW, copied once out of the channel-major GEMM
 
 
 @only_on("emulated")
@@ -251,6 +254,102 @@ def test_conv2d_kernel_backward_computes_only_the_gradients_asked_for(backend, n
             assert_close(tensor.grad, expected, np.float64, grad=True)
         else:
             assert tensor.grad is None
+
+
+class RecordingArrayModule:
+    """NumPy as minires.backends.cuda.conv sees it (through ``get_array_module``), recording what
+    each matrix product is handed and every copy ``ascontiguousarray`` makes. It holds only weak
+    references to arrays, so it can also tell when a col is freed."""
+
+    def __init__(self, weight):
+        self.w_mat = weight.reshape(weight.shape[0], -1)  # a view: the weight as (OC, C*kh*kw)
+        self.cols = []          # weak references to every col im2col returned, in order
+        self.copies = []        # weak references to what ascontiguousarray copied into
+        self.copied_bytes = 0
+        self.products = []      # (function, what a is, what b is, how many cols are alive)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def what(self, operand):
+        """"col0", "col1.T", "w_mat", "w_mat.T", "copy0" (an operand that IS that array seen as a
+        matrix, or its transposed view), else "other <shape>". A copy of col shares no memory with
+        col, so it is "other"."""
+        known = [(f"col{k}", ref()) for k, ref in enumerate(self.cols)]
+        known += [("w_mat", self.w_mat)] + [(f"copy{k}", ref()) for k, ref in enumerate(self.copies)]
+        for name, array in known:
+            if array is None or not np.shares_memory(operand, array):
+                continue
+            array = array.reshape(array.shape[0], -1)  # as a matrix, e.g. the gradient's copy as G2
+            if operand.shape == array.shape and operand.strides == array.strides:
+                return name
+            if operand.shape == array.shape[::-1] and operand.strides == array.strides[::-1]:
+                return name + ".T"
+        return f"other {operand.shape}"
+
+    def record(self, function, a, b):
+        alive = sum(ref() is not None for ref in self.cols)
+        self.products.append((function, a.ndim, b.ndim, self.what(a), self.what(b), alive))
+
+    def matmul(self, a, b, **kwargs):
+        self.record("matmul", a, b)
+        return np.matmul(a, b, **kwargs)
+
+    def tensordot(self, a, b, **kwargs):
+        self.record("tensordot", a, b)
+        return np.tensordot(a, b, **kwargs)
+
+    def ascontiguousarray(self, a):
+        result = np.ascontiguousarray(a)
+        if not np.shares_memory(result, a):
+            self.copies.append(weakref.ref(result))
+            self.copied_bytes += result.nbytes
+        return result
+
+
+@only_on("emulated")
+def test_conv2d_kernel_path_does_each_product_as_one_2d_gemm_and_never_copies_col(backend, monkeypatch):
+    case = (2, 3, 4, 7, 6, (3, 3), 2, 1, True)
+    (x, w, b), upstream, expected_y, expected_grads = case_data(case)
+    tensors = [backend.tensor(a, requires_grad=True) for a in (x, w, b)]
+    recorder = RecordingArrayModule(tensors[1].data)
+    monkeypatch.setattr(conv_kernels, "get_array_module", lambda array: recorder)
+    im2col = conv_kernels.im2col
+
+    def recording_im2col(*args):
+        col = im2col(*args)
+        recorder.cols.append(weakref.ref(col))
+        return col
+
+    monkeypatch.setattr(conv_kernels, "im2col", recording_im2col)
+    y = F.conv2d(*tensors, stride=2, padding=1)
+    assert recorder.products == [("matmul", 2, 2, "w_mat", "col0", 1)]  # W_mat (OC, K) @ col, as itself
+    assert recorder.copied_bytes == 0
+    y.backward(upstream)
+    assert recorder.products[1:] == [
+        ("matmul", 2, 2, "copy0", "col1.T", 1),    # dW_mat = G2 @ col.T: the transposed view of col itself
+        ("matmul", 2, 2, "w_mat.T", "copy0", 0),  # dcol = W_mat.T @ G2, once col is freed
+    ]
+    assert recorder.copied_bytes == upstream.nbytes  # the only copy: the gradient, into G2 (OC, N*OH*OW)
+    assert_close(y, expected_y, np.float64)
+    for tensor, expected in zip(tensors, expected_grads):
+        assert_close(tensor.grad, expected, np.float64, grad=True)
+
+
+@only_on("emulated")
+def test_conv2d_kernel_path_reuses_its_cached_launch_geometry(backend):
+    (x, w, _), upstream, _, _ = case_data(KERNEL_CASES[0])
+    tx, tw = backend.tensor(x, requires_grad=True), backend.tensor(w, requires_grad=True)
+
+    def step():
+        F.conv2d(tx, tw, stride=1, padding=1).backward(upstream)
+
+    step()
+    before = conv_kernels.launch_geometry.cache_info()
+    step()
+    after = conv_kernels.launch_geometry.cache_info()
+    assert after.misses == before.misses  # nothing worked out again
+    assert after.hits == before.hits + 3  # forward im2col, backward im2col and col2im
 
 
 # ---- optional oracle: PyTorch (NumPy path) -------------------------------------------------

@@ -8,9 +8,10 @@ is slower than the arithmetic. So the batch is processed in *slabs* of images
 whose ``col`` fits in about 2 MB of cache: each slab is one im2col + one GEMM,
 and ``col`` never travels to main memory. Backward rebuilds each slab's ``col``
 instead of keeping them all: the same cache-sized work again, and no 9x copy of
-every activation held between forward and backward. The kernel path has its own
-layout (see minires/backends/cuda/conv.py: our batched im2col kernel and one
-batched GEMM that writes NCHW directly).
+every activation held between forward and backward. The kernel path uses the
+same col layout for the whole batch at once, with no slabs (a GPU's memory is
+its cache): one im2col kernel, one GEMM per product, and a copy of the output
+into NCHW (see minires/backends/cuda/conv.py).
 
 Both paths save (x, weight): backward rebuilds col from x.
 """
@@ -84,7 +85,7 @@ class Conv2dFunction(Function):
         grad_b = grad.sum(axis=(0, 2, 3)) if need_b else None
         return grad_x, grad_w, grad_b
 
-    # ---- kernel path: kernels/im2col.cu + one batched GEMM ------------------------------------
+    # ---- kernel path: kernels/im2col.cu + one GEMM per product -------------------------------
     def forward_kernels(self, x, weight, bias=None):
         self.save_for_backward(x, weight)
         return conv_kernels.conv2d_forward(x, weight, bias, self.stride, self.padding)
