@@ -2,12 +2,15 @@
 
 * No host synchronisation: a whole step of the training loop, on the emulated kernel
   path with every array a DeviceArray (tests/kernel_instruments.py: reading a value
-  back raises), reads nothing back. On a GPU the same is checked with CuPy's
-  ``allow_synchronize(False)`` (tests/test_gpu_backend.py style, marked gpu).
+  back raises), reads nothing back. On a GPU (marked gpu), a step queued behind a
+  kernel that keeps the GPU busy for a second must be queued well before that second
+  is over.
 * Launches look each compiled kernel up once per (kernel, dtype, device).
 * Grid-stride loop counters cannot overflow the kernels' int: the guard is checked
   at the boundary, from sizes alone (nothing is allocated).
 """
+import time
+
 import numpy as np
 import pytest
 
@@ -116,16 +119,34 @@ def test_launch_over_refuses_a_size_whose_loop_counter_would_wrap():
         loader.KERNEL_FILES["relu.cu"].launch_over("relu_forward", np.float32, n, ())
 
 
+SPIN = r"""
+extern "C" __global__ void spin(long long cycles) {  // one thread keeps the GPU busy for `cycles` clocks
+    long long start = clock64();
+    while (clock64() - start < cycles) {}
+}
+"""
+
+
 @pytest.mark.gpu
-def test_a_training_step_on_the_gpu_never_synchronises():
-    cupyx = pytest.importorskip("cupyx")
+def test_a_training_step_on_the_gpu_is_queued_without_waiting_for_the_gpu():
+    """Keep the GPU busy for about a second, then queue a training step: if anything in the
+    step waited for the GPU, queueing it would take that second too."""
     minires.manual_seed(0)
     model = cifar_resnet(8).to("cuda")
     optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     rng = np.random.default_rng(0)
-    batches = [(rng.standard_normal((8, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, size=8))] * 3
-    train_steps(model, iter(batches[:1]), optimizer, 1, device="cuda")  # compile outside the check
-    cupy.cuda.Device().synchronize()
-    with cupyx.allow_synchronize(False):
-        metrics = train_steps(model, iter(batches[1:]), optimizer, 2, device="cuda")
+    batch = (rng.standard_normal((8, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, size=8))
+    train_steps(model, iter([batch]), optimizer, 1, device="cuda")  # compile, fill the memory pools
+    device = cupy.cuda.Device()
+    device.synchronize()
+    spin = cupy.RawKernel(SPIN, "spin")
+    clock_khz = cupy.cuda.runtime.getDeviceProperties(device.id)["clockRate"]
+    spin((1,), (1,), (np.int64(clock_khz * 1000),))  # about one second of work, queued
+    start = time.perf_counter()
+    metrics = train_steps(model, iter([batch]), optimizer, 1, device="cuda")
+    queued = time.perf_counter() - start
+    device.synchronize()
+    total = time.perf_counter() - start
+    assert total > 0.5, f"the spin kernel should have kept the GPU busy (took {total:.2f} s)"
+    assert queued < total / 3, f"queueing the step took {queued:.2f} s of {total:.2f} s: it waited for the GPU"
     assert np.isfinite(metrics.loss)
