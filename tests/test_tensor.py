@@ -458,3 +458,24 @@ def test_repr_mentions_grad_fn_and_dtype():
     assert "Mul" in repr(y)
     assert "float32" in repr(y)
     assert "requires_grad=True" in repr(x)
+
+
+def test_no_grad_in_one_thread_leaves_recording_on_in_the_others():
+    import threading
+
+    inside, other_thread = threading.Event(), {}
+
+    def train_step():
+        inside.wait()  # while the main thread is inside no_grad()
+        x = minires.tensor([1.0, 2.0], requires_grad=True)
+        other_thread["enabled"] = minires.is_grad_enabled()
+        other_thread["graph"] = (x * x).sum().grad_fn is not None
+
+    worker = threading.Thread(target=train_step)
+    worker.start()
+    with minires.no_grad():
+        inside.set()
+        worker.join()
+        assert not minires.is_grad_enabled()
+    assert other_thread == {"enabled": True, "graph": True}
+    assert minires.is_grad_enabled()
