@@ -51,9 +51,11 @@ def test_load_state_dict_lists_missing_unexpected_and_wrongly_shaped_keys():
     del state["bn.bias"]
     state["extra.weight"] = np.zeros(3)
     state["conv.weight"] = np.zeros((5, 3, 3, 3))
-    with pytest.raises(KeyError) as info:
+    with pytest.raises(RuntimeError) as info:  # PyTorch's error type, one message for every problem
         model.load_state_dict(state)
     message = str(info.value)
+    assert message.startswith("Error(s) in loading state_dict for TwoLayer:\n  ")
+    assert "\\n" not in message  # real line breaks (a KeyError would print them as a literal \n)
     assert "missing keys: bn.bias" in message
     assert "unexpected keys: extra.weight" in message
     assert "conv.weight: checkpoint (5, 3, 3, 3) vs model (4, 3, 3, 3)" in message
@@ -163,3 +165,19 @@ def test_manual_seed_makes_initialisation_repeatable():
     a = nn.Conv2d(3, 4, 3).weight.data.copy()
     minires.manual_seed(5)
     np.testing.assert_array_equal(a, nn.Conv2d(3, 4, 3).weight.data)
+
+
+def test_a_numpy_array_fed_to_a_module_says_to_wrap_it_in_a_tensor():
+    model = TwoLayer()
+    with pytest.raises(TypeError, match=r"TwoLayer: the input is a numpy.ndarray, not a minires Tensor; "
+                                        r"wrap it first: minires.tensor\(array\)"):
+        model(np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_a_non_array_fed_to_an_op_is_named_without_the_array_hint():
+    import minires.functional as F
+
+    with pytest.raises(TypeError, match=r"^relu: input is a builtins.list, not a minires Tensor$"):
+        F.relu([1.0, -1.0])
+    with pytest.raises(TypeError, match=r"^ReLUFunction: argument 0 is a numpy.ndarray, not a minires Tensor; wrap"):
+        minires.ops.activation.ReLUFunction()(np.ones(2, np.float32))

@@ -24,7 +24,7 @@ from minires.backends import get_array_module
 from minires.backends.cuda import uses_kernels
 from minires.backends.cuda.loader import device_scope
 from minires.engine import grad_mode
-from minires.engine.tensor import Tensor
+from minires.engine.tensor import Tensor, require_tensor
 
 NUMPY_PATH, KERNEL_PATH = "numpy", "kernel"
 
@@ -41,6 +41,9 @@ class Function:
     retained = None  # the output Tensor, when it asked to keep its gradient (retain_grad)
 
     def __call__(self, *inputs):
+        for position, t in enumerate(inputs):
+            if not isinstance(t, Tensor):
+                require_tensor(type(self).__name__, f"argument {position}", t)
         devices = {t.device for t in inputs}
         if len(devices) > 1:
             names = ", ".join(sorted(devices))

@@ -13,6 +13,16 @@ from minires.backends import device_of, get_array_module, to_device, normalize_d
 DEFAULT_DTYPE = numpy.float32
 
 
+def require_tensor(where, name, value):
+    """Refuse anything but a Tensor, with the fix for the usual mistake: a raw array."""
+    if isinstance(value, Tensor):
+        return
+    kind = f"{type(value).__module__}.{type(value).__name__}"
+    is_array = hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
+    hint = "; wrap it first: minires.tensor(array) (torch.tensor in PyTorch)" if is_array else ""
+    raise TypeError(f"{where}: {name} is a {kind}, not a minires Tensor{hint}")
+
+
 class Tensor:
     # Makes ``ndarray + Tensor`` call Tensor.__radd__ instead of NumPy's own add.
     __array_priority__ = 1000

@@ -17,7 +17,7 @@ from collections import OrderedDict
 import numpy
 
 from minires.backends import normalize_device, to_device
-from minires.engine.tensor import Tensor
+from minires.engine.tensor import Tensor, require_tensor
 from minires.nn.parameter import Parameter
 
 
@@ -53,6 +53,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
+        if args and not isinstance(args[0], Tensor):  # a NumPy batch straight from a loader, say
+            require_tensor(type(self).__name__, "the input", args[0])
         return self.forward(*args, **kwargs)
 
     # ---- walking the tree ------------------------------------------------------
@@ -121,7 +123,8 @@ class Module:
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters and buffers. With ``strict``, any missing,
-        unexpected or wrongly shaped key raises one error that lists them all."""
+        unexpected or wrongly shaped key raises one RuntimeError that lists them all
+        (PyTorch's error, and its first line)."""
         own = dict(self.named_tensors())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -138,7 +141,7 @@ class Module:
                 problems.append("unexpected keys: " + ", ".join(unexpected))
             if wrong_shape:
                 problems.append("wrongly shaped keys: " + "; ".join(wrong_shape))
-            raise KeyError(f"load_state_dict for {type(self).__name__} failed:\n  " + "\n  ".join(problems))
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(problems))
         for name, t in own.items():
             if name in state_dict:
                 value = state_dict[name]

@@ -36,7 +36,7 @@ def run(args, out=print):
     model = build_model(model_name, test_set.images.shape[1], len(test_set.classes))
     try:
         model.load_state_dict(state["model"])
-    except KeyError as err:
+    except RuntimeError as err:
         raise ValueError(
             f"checkpoint {args.checkpoint} holds a {config['model']} trained on {config['dataset']}, "
             f"which does not fit {model_name} on {dataset}: {err.args[0]}"

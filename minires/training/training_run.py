@@ -119,7 +119,7 @@ def restore_run(run, state, path="the checkpoint"):
     """Put a checkpoint's model, optimizer, schedule, random state and history into ``run``."""
     try:
         run.model.load_state_dict(state["model"])
-    except KeyError as err:
+    except RuntimeError as err:
         raise ValueError(f"checkpoint {path} does not fit model {run.config['model']}: {err.args[0]}") from None
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
