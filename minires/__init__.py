@@ -17,6 +17,33 @@ from minires.backends import cuda_status
 
 __version__ = "0.1.0"
 
+# Reachable as attributes after a plain ``import minires`` (minires.nn.Conv2d, minires.models.resnet20()),
+# imported on first use: loading them all up front would add about 0.15 s to every ``import minires``.
+_LAZY_SUBMODULES = ("nn", "optim", "models", "data", "training", "experiments")
+
+__all__ = [
+    "Tensor", "tensor", "as_tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sum", "mean", "max",
+    "reshape", "transpose", "flatten", "getitem", "concatenate", "cat", "matmul",
+    "gradcheck", "GradcheckError", "manual_seed", "cuda_is_available", "cuda_status",
+    "functional", *_LAZY_SUBMODULES,
+]
+
+
+def __getattr__(name):
+    """Import a lazy submodule the first time it is named (PEP 562)."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f"minires.{name}")
+        globals()[name] = module  # later lookups find it directly
+        return module
+    raise AttributeError(f"module 'minires' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
 
 def cuda_is_available():
     """True when CuPy is installed and a CUDA device answers (see ``cuda_status`` for why not)."""

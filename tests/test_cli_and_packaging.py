@@ -37,3 +37,24 @@ def test_kernel_sources_are_found():
 def test_cuda_status_explains_itself():
     usable, reason = minires.cuda_status()
     assert isinstance(usable, bool) and reason
+
+
+def test_import_minires_reaches_every_submodule_and_loads_the_heavy_ones_on_first_use():
+    script = (
+        "import sys, minires\n"
+        "lazy = ('nn', 'optim', 'models', 'data', 'training', 'experiments')\n"
+        "assert not any(f'minires.{name}' in sys.modules for name in ('experiments', 'training')), sorted(sys.modules)\n"
+        "model = minires.models.cifar_resnet(8, width=4)\n"
+        "assert isinstance(model, minires.nn.Module) and minires.optim.SGD and minires.data.DataLoader\n"
+        "assert minires.training.train_steps and minires.experiments and minires.functional.relu\n"
+        "assert set(lazy) <= set(minires.__all__) and set(lazy) <= set(dir(minires))\n"
+        "assert all(hasattr(minires, name) for name in minires.__all__)\n"
+        "try:\n"
+        "    minires.no_such_thing\n"
+        "except AttributeError as err:\n"
+        "    assert str(err) == \"module 'minires' has no attribute 'no_such_thing'\"\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
