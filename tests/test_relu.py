@@ -62,3 +62,12 @@ def test_relu_float32_keeps_dtype_and_int_raises(backend):
     np.testing.assert_array_equal(y.numpy(), [0.0, 2.0])
     with pytest.raises(TypeError, match="int64"):
         F.relu(backend.tensor(np.array([-1, 2], dtype=np.int64)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_of_infinities_is_pytorchs_and_never_nan(backend, dtype):
+    x = backend.tensor(np.array([-np.inf, -1.0, -0.0, 0.0, 2.0, np.inf], dtype), requires_grad=True)
+    y = F.relu(x)
+    y.backward(backend.array(np.ones(6, dtype)))
+    np.testing.assert_array_equal(y.numpy(), np.array([0.0, 0.0, 0.0, 0.0, 2.0, np.inf], dtype))
+    np.testing.assert_array_equal(backend.numpy(x.grad), np.array([0, 0, 0, 0, 1, 1], dtype))
