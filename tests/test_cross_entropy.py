@@ -41,7 +41,7 @@ def test_cross_entropy_loss_and_gradient_match_the_loop_reference(backend, case,
     N, C, eps = case
     logits, labels, upstream = make_case(N, C)
     loss, grad = loss_and_grad(backend, logits.astype(dtype), labels, np.asarray(upstream, dtype=dtype), eps)
-    assert loss.shape == () and loss.size == 1
+    assert loss.shape == () and loss.numel() == 1
     assert_close(loss, ref.cross_entropy(logits, labels, eps), dtype)
     assert_close(grad, ref.cross_entropy_backward(logits, labels, eps, grad_loss=upstream), dtype, grad=True)
 

@@ -84,7 +84,7 @@ def test_shape_dtype_device_numpy():
     a = np.random.default_rng(0).standard_normal((2, 3, 4))
     t = minires.tensor(a)
     assert t.shape == (2, 3, 4)
-    assert t.ndim == 3 and t.size == 24
+    assert t.ndim == 3 and t.numel() == 24 and t.size() == (2, 3, 4) and t.size(1) == 3 and t.dim() == 3
     assert t.dtype == np.float64
     assert t.device == "cpu"
     out = t.numpy()
@@ -479,3 +479,78 @@ def test_no_grad_in_one_thread_leaves_recording_on_in_the_others():
         assert not minires.is_grad_enabled()
     assert other_thread == {"enabled": True, "graph": True}
     assert minires.is_grad_enabled()
+
+
+# ---- the PyTorch-shaped surface ---------------------------------------------------------
+
+def test_one_element_tensors_convert_to_python_numbers_and_truth_values():
+    loss = minires.tensor(2.5)
+    assert float(loss) == 2.5 and int(minires.tensor([3])) == 3
+    assert bool(minires.tensor([1.0])) is True and not minires.tensor(0.0)
+    with pytest.raises(RuntimeError, match="Boolean value of a Tensor with 3 values is ambiguous"):
+        bool(minires.tensor([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="one element"):
+        float(minires.tensor([1.0, 2.0]))
+
+
+def test_comparisons_are_elementwise_bool_tensors_outside_the_graph_and_tensors_stay_hashable():
+    a = minires.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    b = minires.tensor([1.0, 2.0, -3.0])
+    results = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= 1.0, ">": a > 0, ">=": a >= b}
+    expected = {"==": [True, False, False], "!=": [False, True, True], "<": [False, True, False],
+                "<=": [True, True, False], ">": [True, False, True], ">=": [True, False, True]}
+    for name, result in results.items():
+        assert isinstance(result, minires.Tensor) and result.dtype == np.bool_, name
+        assert result.tolist() == expected[name], name
+        assert result.grad_fn is None and not result.requires_grad, name
+    assert {a: "a", b: "b"}[a] == "a" and len({a, b, a}) == 2  # hashed by identity
+
+
+@pytest.mark.parametrize("dim, keepdim", [(None, False), (0, False), (1, True), (-1, False)])
+def test_argmax_and_argmin_follow_numpy_with_pytorchs_names(dim, keepdim):
+    data = np.random.default_rng(0).standard_normal((3, 4))
+    t = minires.tensor(data)
+    for found, numpy_find in ((t.argmax(dim, keepdim), data.argmax), (t.argmin(dim=dim, keepdim=keepdim), data.argmin)):
+        expected = numpy_find(axis=dim, keepdims=keepdim and dim is not None)
+        assert found.dtype == np.int64 and found.shape == np.shape(expected)
+        np.testing.assert_array_equal(found.numpy(), expected)
+
+
+def test_sum_and_mean_take_dim_and_keepdim_or_numpys_axis_and_keepdims():
+    data = np.arange(24.0).reshape(2, 3, 4)
+    t = minires.tensor(data, requires_grad=True)
+    np.testing.assert_allclose(t.sum(dim=1).numpy(), data.sum(axis=1))
+    np.testing.assert_allclose(t.sum(1, keepdim=True).numpy(), data.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(t.mean(dim=(0, 2)).numpy(), data.mean(axis=(0, 2)))
+    np.testing.assert_allclose(t.sum(axis=2, keepdims=True).numpy(), data.sum(axis=2, keepdims=True))
+    t.mean(dim=0).sum().backward()
+    np.testing.assert_allclose(t.grad, np.full(data.shape, 0.5))
+    with pytest.raises(TypeError, match="not both"):
+        t.sum(dim=0, axis=0)
+
+
+def test_view_is_reshape_and_requires_grad_freezes_a_leaf():
+    t = minires.tensor(np.arange(6.0))
+    assert t.view(2, 3).shape == (2, 3) and t.view((3, 2)).shape == (3, 2)
+    w = minires.tensor([1.0, 2.0], requires_grad=True)
+    assert w.requires_grad_(False) is w and not w.requires_grad
+    assert (w * 3).sum().grad_fn is None  # frozen: no graph is recorded through it
+    w.requires_grad_()
+    assert w.requires_grad
+    with pytest.raises(RuntimeError, match="leaf"):
+        (w * 2).requires_grad_(False)
+    with pytest.raises(TypeError, match="floating-point"):
+        minires.tensor([1, 2]).requires_grad_()
+
+
+def test_the_surface_matches_torch():
+    torch = pytest.importorskip("torch")
+    data = np.random.default_rng(1).standard_normal((3, 5))
+    ours, theirs = minires.tensor(data), torch.tensor(data)
+    assert ours.size() == tuple(theirs.size()) and ours.size(1) == theirs.size(1)
+    assert ours.numel() == theirs.numel() and ours.dim() == theirs.dim()
+    np.testing.assert_array_equal(ours.argmax(1).numpy(), theirs.argmax(1).numpy())
+    np.testing.assert_array_equal(ours.argmin(dim=0, keepdim=True).numpy(), theirs.argmin(dim=0, keepdim=True).numpy())
+    np.testing.assert_allclose(ours.sum(dim=1, keepdim=True).numpy(), theirs.sum(dim=1, keepdim=True).numpy())
+    np.testing.assert_array_equal((ours > 0).numpy(), (theirs > 0).numpy())
+    assert float(ours[0, 0]) == float(theirs[0, 0])

@@ -377,7 +377,7 @@ loss = (y * y).mean()
 loss.backward()
 print("W.grad shape", W.grad.shape, " b.grad shape", b.grad.shape)
 # By hand: dloss/dy = 2y/15, dloss/dW = (dloss/dy)^T x, dloss/db = sum over the batch.
-g = 2 * y.data / y.size
+g = 2 * y.data / y.numel()
 assert np.allclose(W.grad, g.T @ x.data) and np.allclose(b.grad, g.sum(axis=0))
 print("matches the hand-derived matrix gradients")
 

@@ -177,7 +177,7 @@ for name, p in model.named_parameters():   # names like "stem.0.weight", "blocks
         part = list(parts)[1 + int(name.split(".")[1]) // 3]   # blocks 0-2, 3-5, 6-8
     else:
         part = "head: classifier" if name.startswith("head.") else "stem: conv + BN"
-    parts[part] += p.size
+    parts[part] += p.numel()
 for part, count in parts.items():
     print(f"  {part:16s} {count:7,d}  ({count / model.num_parameters():5.1%})")
 

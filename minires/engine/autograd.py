@@ -39,7 +39,7 @@ def backward(output, grad=None, retain_graph=False):
     if not output.requires_grad:
         raise RuntimeError("backward() called on a tensor that does not require grad")
     if grad is None:
-        if output.size != 1:
+        if output.numel() != 1:
             raise RuntimeError(
                 f"backward() without a gradient needs a single-element output, got shape {output.shape}; "
                 "pass grad= with the output's shape"

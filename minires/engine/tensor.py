@@ -48,9 +48,18 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
+    def size(self, dim=None):
+        """The shape, as PyTorch's ``x.size()``; ``x.size(0)`` is the length of one dimension.
+        (The number of elements, NumPy's ``.size``, is ``numel()``.)"""
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        """The number of elements."""
         return self.data.size
+
+    def dim(self):
+        """The number of dimensions (also ``ndim``)."""
+        return self.data.ndim
 
     @property
     def device(self):
@@ -111,10 +120,23 @@ class Tensor:
         return to_device(self.data, "cpu")
 
     def item(self):
-        """The value of a one-element tensor as a Python number."""
-        if self.size != 1:
+        """The value of a one-element tensor as a Python number (on a GPU this waits for it)."""
+        if self.numel() != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.numpy().reshape(()).item()
+
+    # float(loss), int(count), bool(flag) and `if t:` work on one-element tensors, as in PyTorch.
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of a Tensor with {self.numel()} values is ambiguous; "
+                               "use .any() or .all() on the data, or compare one element")
+        return bool(self.item())
 
     def tolist(self):
         return self.numpy().tolist()
@@ -187,17 +209,66 @@ class Tensor:
     def __getitem__(self, key):
         return ops.getitem(self, key)
 
+    # ---- comparisons: elementwise, giving bool tensors outside the graph (as in PyTorch) -------
+    # Defining == elementwise would make tensors unhashable; they stay hashable by identity,
+    # so they still work as dict keys and in sets.
+    __hash__ = object.__hash__
+
+    def _compare(self, other, compare):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor(compare(self.data, other))
+
+    def __eq__(self, other):
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other):
+        return self._compare(other, lambda a, b: a != b)
+
+    def __lt__(self, other):
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._compare(other, lambda a, b: a >= b)
+
+    def argmax(self, dim=None, keepdim=False):
+        """Indices of the maxima (int64, outside the graph); over all elements when dim is None."""
+        return self._indices(self.data.argmax, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return self._indices(self.data.argmin, dim, keepdim)
+
+    def _indices(self, find, dim, keepdim):
+        indices = find(axis=dim, keepdims=keepdim and dim is not None)
+        return Tensor(get_array_module(self.data).asarray(indices, dtype=numpy.int64))
+
+    def requires_grad_(self, requires_grad=True):
+        """Switch gradient tracking on or off for a leaf, in place (e.g. to freeze a layer); returns self."""
+        if not self.is_leaf and not requires_grad:
+            raise RuntimeError("requires_grad_(False) only works on leaf tensors; use .detach() for a "
+                               "non-leaf you want cut off from the graph")
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def exp(self):
         return ops.exp(self)
 
     def log(self):
         return ops.log(self)
 
-    def sum(self, axis=None, keepdims=False):
-        return ops.sum(self, axis, keepdims)
+    # Reductions take PyTorch's dim= / keepdim= (and NumPy's axis= / keepdims=, for NumPy habits).
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return ops.sum(self, *_reduction_args(dim, keepdim, axis, keepdims))
 
-    def mean(self, axis=None, keepdims=False):
-        return ops.mean(self, axis, keepdims)
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return ops.mean(self, *_reduction_args(dim, keepdim, axis, keepdims))
 
     def max(self, axis=None, keepdims=False):
         return ops.max(self, axis, keepdims)
@@ -206,6 +277,11 @@ class Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return ops.reshape(self, shape)
+
+    def view(self, *shape):
+        """PyTorch's view: here the same as reshape (NumPy reshapes without copying when it can,
+        and copies when it cannot, where PyTorch's view would raise)."""
+        return self.reshape(*shape)
 
     def transpose(self, *axes):
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
@@ -218,6 +294,13 @@ class Tensor:
 
     def flatten(self, start_dim=0, end_dim=-1):
         return ops.flatten(self, start_dim, end_dim)
+
+
+def _reduction_args(dim, keepdim, axis, keepdims):
+    """(axis, keepdims) from PyTorch's names or NumPy's, refusing both at once."""
+    if axis is not None and dim is not None:
+        raise TypeError("give dim= (PyTorch's name) or axis= (NumPy's), not both")
+    return (dim if axis is None else axis), (keepdim if keepdims is None else keepdims)
 
 
 def _default_dtype_for(array):

@@ -154,7 +154,7 @@ class Module:
         return ""
 
     def num_parameters(self):
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     def __repr__(self):
         lines = [f"{type(self).__name__}({self.extra_repr()})" if not self._modules else f"{type(self).__name__}("]

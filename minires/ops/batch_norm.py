@@ -114,7 +114,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
             raise ValueError(f"{op}: {name} must have shape ({C},) for input of shape {tuple(x.shape)}, got {tuple(t.shape)}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: evaluation mode needs running_mean and running_var")
-    if training and x.size // C < 2:
+    if training and x.numel() // C < 2:
         raise ValueError(f"{op}: training needs more than one value per channel, got input of shape {tuple(x.shape)}")
     require_same_dtype(op, input=x, weight=weight, bias=bias)
     xp = get_array_module(x.data)
