@@ -69,6 +69,11 @@ def _cases(rng):
     yield "batch_norm 4-D eval", lambda x, g, b: F.batch_norm(x, run_mean, run_var, g, b, training=False), [t(2, 3, 4, 5), t(3), t(3)]
     yield "batch_norm 2-D train", lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), [t(5, 3), t(3), t(3)]
     yield "relu", F.relu, [t(3, 4, 5, low=0.1)]
+    yield "sigmoid", F.sigmoid, [t(3, 4, 5)]
+    yield "tanh", F.tanh, [t(3, 4, 5)]
+    for dim in (0, 1, -1):
+        yield f"softmax (dim {dim})", lambda x, d=dim: F.softmax(x, d), [t(2, 3, 4)]
+        yield f"log_softmax (dim {dim})", lambda x, d=dim: F.log_softmax(x, d), [t(2, 3, 4)]
     yield "max_pool2d 2x2", lambda x: F.max_pool2d(x, 2), [distinct(2, 3, 6, 6)]
     yield "max_pool2d 3x3 stride 2 pad 1", lambda x: F.max_pool2d(x, 3, 2, 1), [distinct(2, 3, 7, 5)]
     yield "avg_pool2d 3x3 stride 2 pad 1", lambda x: F.avg_pool2d(x, 3, 2, 1), [t(2, 3, 7, 5)]

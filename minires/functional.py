@@ -12,6 +12,7 @@ from minires.ops.loss import cross_entropy
 from minires.ops.pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 from minires.ops.shape import Pad
 from minires.ops.shortcut import zero_pad_shortcut
+from minires.ops.smooth import log_softmax, sigmoid, softmax, tanh
 
 
 def pad(x, pad, value=0.0):
@@ -29,4 +30,5 @@ def pad(x, pad, value=0.0):
 __all__ = [
     "conv2d", "batch_norm", "relu", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
     "linear", "dropout", "cross_entropy", "zero_pad_shortcut", "pad",
+    "sigmoid", "tanh", "softmax", "log_softmax",
 ]

@@ -263,6 +263,18 @@ class Tensor:
     def log(self):
         return ops.log(self)
 
+    def sigmoid(self):
+        return ops.sigmoid(self)
+
+    def tanh(self):
+        return ops.tanh(self)
+
+    def softmax(self, dim):
+        return ops.softmax(self, dim)
+
+    def log_softmax(self, dim):
+        return ops.log_softmax(self, dim)
+
     # Reductions take PyTorch's dim= / keepdim= (and NumPy's axis= / keepdims=, for NumPy habits).
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         return ops.sum(self, *_reduction_args(dim, keepdim, axis, keepdims))

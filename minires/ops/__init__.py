@@ -5,11 +5,13 @@ neural-network layers (conv2d, batch_norm, ...) are in ``minires.functional``.
 """
 from minires.ops.arithmetic import add, sub, mul, div, neg, pow
 from minires.ops.elementwise import exp, log
+from minires.ops.smooth import sigmoid, tanh, softmax, log_softmax
 from minires.ops.reduction import sum, mean, max
 from minires.ops.shape import reshape, transpose, flatten, getitem, concatenate, cat
 from minires.ops.matmul import matmul
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sum", "mean", "max",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sigmoid", "tanh", "softmax", "log_softmax",
+    "sum", "mean", "max",
     "reshape", "transpose", "flatten", "getitem", "concatenate", "cat", "matmul",
 ]

@@ -5,13 +5,8 @@ from minires.backends import get_array_module
 from minires.backends.cuda import cross_entropy as cross_entropy_kernels
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
+from minires.ops.smooth import log_softmax_array
 from minires.ops.validate import require_float, require_ndim
-
-
-def log_softmax_array(logits):
-    """log softmax along axis 1, stable: subtract the row maximum before exp."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
 
 
 class CrossEntropyFunction(Function):
@@ -29,7 +24,7 @@ class CrossEntropyFunction(Function):
 
     def forward_numpy(self, logits):
         N, C = logits.shape
-        log_p = log_softmax_array(logits)
+        log_p = log_softmax_array(logits, axis=1)
         q = self.target_distribution(self.labels, N, C, logits.dtype)
         self.save_for_backward(numpy.exp(log_p), self.labels)
         return -(q * log_p).sum() / N  # a 0-d array: the mean loss
