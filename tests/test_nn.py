@@ -181,3 +181,67 @@ def test_a_non_array_fed_to_an_op_is_named_without_the_array_hint():
         F.relu([1.0, -1.0])
     with pytest.raises(TypeError, match=r"^ReLUFunction: argument 0 is a numpy.ndarray, not a minires Tensor; wrap"):
         minires.ops.activation.ReLUFunction()(np.ones(2, np.float32))
+
+
+# ---- containers, losses and apply, as in torch.nn ------------------------------------------
+
+class Tower(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(2)])
+        self.heads = nn.ModuleDict({"logits": nn.Linear(3, 2), "score": nn.Linear(3, 1)})
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = nn.functional.relu(layer(x))
+        return self.heads["logits"](x)
+
+
+def test_module_list_and_dict_register_what_they_hold():
+    model = Tower()
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
+                     "heads.logits.weight", "heads.logits.bias", "heads.score.weight", "heads.score.bias"]
+    assert len(model.layers) == 2 and isinstance(model.layers[-1], nn.Linear) and len(model.layers[:1]) == 1
+    assert list(model.heads) == ["logits", "score"] and "score" in model.heads and len(model.heads) == 2
+    model.layers.append(nn.Linear(3, 3))
+    model.layers[0] = nn.Identity()
+    assert [name for name, _ in model.named_parameters()][:2] == ["layers.1.weight", "layers.1.bias"]
+    assert "layers.2.weight" in model.state_dict()
+    assert model(minires.tensor(np.ones((4, 3), np.float32))).shape == (4, 2)
+    with pytest.raises(TypeError, match="holds Modules"):
+        model.layers.append(np.zeros(3))
+    with pytest.raises(KeyError, match="without dots"):
+        model.heads["a.b"] = nn.Identity()
+    with pytest.raises(TypeError, match="not called"):
+        model.layers(minires.tensor(np.ones((1, 3), np.float32)))
+
+
+def test_apply_visits_every_module_children_first():
+    model = TwoLayer()
+    seen = []
+    assert model.apply(lambda m: seen.append(type(m).__name__)) is model
+    assert seen == ["Conv2d", "BatchNorm2d", "GlobalAvgPool2d", "Linear", "Sequential", "TwoLayer"]
+    model.apply(lambda m: isinstance(m, nn.Linear) and m.bias.data.fill(0.25))
+    assert np.all(model.head[1].bias.data == 0.25)
+
+
+def test_loss_modules_equal_the_functional_losses_and_torch():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.standard_normal((5, 3)), rng.integers(0, 3, size=5)
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    ours = criterion(minires.tensor(logits), labels)
+    assert float(ours) == float(nn.functional.cross_entropy(minires.tensor(logits), labels, label_smoothing=0.1))
+    prediction, target = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    mse = nn.MSELoss()(minires.tensor(prediction, requires_grad=True), minires.tensor(target))
+    assert float(mse) == pytest.approx(((prediction - target) ** 2).mean(), rel=1e-12)
+    assert float(nn.MSELoss(reduction="sum")(minires.tensor(prediction), minires.tensor(target))) == \
+        pytest.approx(((prediction - target) ** 2).sum(), rel=1e-12)
+    with pytest.raises(ValueError, match="reduction must be one of 'mean'"):
+        nn.CrossEntropyLoss(reduction="none")
+    with pytest.raises(ValueError, match="same shape"):
+        nn.MSELoss()(minires.tensor(prediction), minires.tensor(target[:2]))
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(torch.tensor(logits), torch.tensor(labels))
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
+    assert float(mse) == pytest.approx(float(torch.nn.MSELoss()(torch.tensor(prediction), torch.tensor(target))))

@@ -10,7 +10,7 @@ import pytest
 from minires.backends import to_device
 from minires.nn import Parameter
 from minires.optim import (
-    SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, clip_grad_norm_,
+    SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, StepLR, clip_grad_norm_,
 )
 
 from backend_tools import assert_close, float32_exact
@@ -379,6 +379,31 @@ def test_multistep_lr_drops_at_milestones():
     assert sched.last_epoch == 0
     assert _lrs(sched, 7) == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01, 0.01], rel=1e-12)
     assert sched.last_epoch == 7
+
+
+def test_step_lr_decays_every_step_size_epochs_in_every_group_and_matches_torch():
+    a, b = _param(0.0), _param(0.0)
+    sched = StepLR(SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=2.0), step_size=3, gamma=0.5)
+    lrs = []
+    for _ in range(7):
+        lrs.append(sched.get_last_lr())
+        sched.step()
+    expected = [[2, 0.5]] * 3 + [[1, 0.25]] * 3 + [[0.5, 0.125]]
+    assert np.allclose(lrs, expected, rtol=1e-12, atol=0)
+    restored = StepLR(_opt(2.0), step_size=1)
+    restored.load_state_dict(sched.state_dict())
+    assert (restored.step_size, restored.gamma, restored.last_epoch) == (3, 0.5, 7)
+    with pytest.raises(ValueError, match="step_size must be a whole number of epochs >= 1, got 0"):
+        StepLR(_opt(), step_size=0)
+    torch = pytest.importorskip("torch")
+    t_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
+    t_sched = torch.optim.lr_scheduler.StepLR(t_opt, step_size=3, gamma=0.5)
+    theirs = []
+    for _ in range(7):
+        theirs.append(t_sched.get_last_lr()[0])
+        t_opt.step()
+        t_sched.step()
+    assert [lr[0] for lr in lrs] == pytest.approx(theirs, rel=1e-12)
 
 
 def test_cosine_annealing_closed_form():

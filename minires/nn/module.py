@@ -70,6 +70,13 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module, then on this one (e.g. to initialise weights); returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
     def named_parameters(self):
         for prefix, module in self.named_modules():
             for name, p in module._parameters.items():

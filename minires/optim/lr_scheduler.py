@@ -57,6 +57,21 @@ class LRScheduler:
             setattr(self, name, list(value) if isinstance(value, (list, tuple)) else value)
 
 
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (epoch // step_size): decay by gamma every step_size epochs."""
+
+    _saved = LRScheduler._saved + ("step_size", "gamma")
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        if int(step_size) != step_size or step_size < 1:
+            raise ValueError(f"StepLR: step_size must be a whole number of epochs >= 1, got {step_size}")
+        self.step_size, self.gamma = int(step_size), gamma
+        super().__init__(optimizer)
+
+    def _lr_at(self, epoch):
+        return [base * self.gamma ** (epoch // self.step_size) for base in self.base_lrs]
+
+
 class MultiStepLR(LRScheduler):
     """lr = base_lr * gamma ** (number of milestones <= epoch)."""
 
