@@ -10,8 +10,12 @@ from minires.ops import (
     add, sub, mul, div, neg, pow, exp, log, sum, mean, max,
     reshape, transpose, flatten, getitem, concatenate, cat, matmul,
 )
+from minires.factories import (
+    zeros, ones, full, arange, eye, randn, rand, zeros_like, ones_like, full_like, randn_like, rand_like,
+)
 from minires import functional
 from minires.gradcheck import gradcheck, GradcheckError
+from minires.serialization import save, load
 from minires.random import manual_seed
 from minires.backends import cuda_status
 
@@ -25,7 +29,9 @@ __all__ = [
     "Tensor", "tensor", "as_tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sum", "mean", "max",
     "reshape", "transpose", "flatten", "getitem", "concatenate", "cat", "matmul",
-    "gradcheck", "GradcheckError", "manual_seed", "cuda_is_available", "cuda_status",
+    "zeros", "ones", "full", "arange", "eye", "randn", "rand",
+    "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
+    "gradcheck", "GradcheckError", "manual_seed", "cuda_is_available", "cuda_status", "save", "load",
     "functional", *_LAZY_SUBMODULES,
 ]
 

@@ -1,5 +1,10 @@
-"""Checkpoints: nested state (dicts, lists, numbers, strings, arrays) in one ``.npz``
-file that loads with ``allow_pickle=False``.
+"""Saving and loading: nested state (dicts, lists, numbers, strings, arrays, Tensors) in
+one ``.npz`` file that loads with ``allow_pickle=False``.
+
+``minires.save(model.state_dict(), "model.npz")`` / ``minires.load("model.npz")`` are
+PyTorch's ``torch.save`` / ``torch.load`` for state dicts; the training command's
+checkpoints (``save_checkpoint`` / ``load_checkpoint``) are the same format. Unlike
+``torch.load``, loading can never run code: there is no pickle, only arrays and JSON.
 
 Arrays are stored as npz entries; everything else goes into one JSON text entry,
 where each array is replaced by a reference ``{"__array__": "<entry name>"}``.
@@ -14,6 +19,7 @@ import zipfile
 import numpy
 
 from minires.backends import to_device
+from minires.engine.tensor import Tensor
 
 _JSON_KEY = "__tree__.json"
 
@@ -28,6 +34,8 @@ def _split(tree, arrays, path):
         return {k: _split(v, arrays, f"{path}/{k}") for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
         return [_split(v, arrays, f"{path}/{i}") for i, v in enumerate(tree)]
+    if isinstance(tree, Tensor):
+        tree = tree.data  # saved as its array; it loads back as a NumPy array
     if hasattr(tree, "shape") and hasattr(tree, "dtype"):  # a NumPy or CuPy array
         array = numpy.asarray(to_device(tree, "cpu"))
         if array.dtype == object:
@@ -87,3 +95,17 @@ def load_checkpoint(path):
         raise ValueError(f"checkpoint {path} is not a minires checkpoint (no {_JSON_KEY} entry)")
     tree = json.loads(str(arrays.pop(_JSON_KEY)))
     return _join(tree, arrays)
+
+
+def save(obj, path):
+    """Save a state dict (or any nested dict of arrays, Tensors, numbers and strings) to ``path``,
+    atomically; PyTorch's ``torch.save`` for state dicts, without pickle."""
+    if not isinstance(obj, dict):
+        raise TypeError(f"minires.save saves a dict (a state_dict(), say), got {type(obj).__name__}; "
+                        "whole models are not saved: save model.state_dict() and load it into a new model")
+    save_checkpoint(path, obj)
+
+
+def load(path):
+    """Load what :func:`save` wrote: the same nested dict, arrays as NumPy arrays."""
+    return load_checkpoint(path)

@@ -7,7 +7,7 @@ import pytest
 
 from minires.__main__ import main
 from minires.data import write_idx
-from minires.training.checkpoint import load_checkpoint, save_checkpoint
+from minires.serialization import load_checkpoint, save_checkpoint
 
 
 def make_tiny_mnist(root, n_train=192, n_test=64):

@@ -4,7 +4,7 @@ import json
 from minires import data
 from minires.models import build_model
 from minires.training.augmentation import make_transforms
-from minires.training.checkpoint import load_checkpoint
+from minires.serialization import load_checkpoint
 from minires.training.dataset_registry import load_datasets, split_off_validation
 from minires.training.device import check_device
 from minires.training.loop import evaluate

@@ -22,7 +22,7 @@ from minires.models import build_model
 from minires.nn import Module
 from minires.random import get_rng_state, set_rng_state
 from minires.training.augmentation import make_transforms
-from minires.training.checkpoint import load_checkpoint, save_checkpoint
+from minires.serialization import load_checkpoint, save_checkpoint
 from minires.training.dataset_registry import load_datasets, split_off_validation
 from minires.training.loop import evaluate, train_epoch
 from minires.training.plots import plot_learning_curves
