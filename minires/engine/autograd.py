@@ -7,11 +7,17 @@
    gradients of everything its output fed (a tensor used twice, as in every
    residual block ``F(x) + x``, gets both contributions), calls its backward,
    and passes the results on to its inputs.
-3. Leaves (tensors made by the user, such as parameters) accumulate into
-   ``.grad``. Unless ``retain_graph`` is set, each node frees its saved arrays
-   right after use, so memory falls as backward proceeds.
+3. Leaves (tensors made by the user, such as parameters) collect their
+   contributions, which are added to ``.grad`` at the end. Unless ``retain_graph``
+   is set, each node frees its saved arrays right after use, so memory falls as
+   backward proceeds.
+
+Hooks (``Tensor.register_hook``) see a tensor's whole gradient once per pass: a
+non-leaf's when its Function is reached (every consumer has contributed by then),
+a leaf's at the end, before it is added to ``.grad``.
 """
 from minires.backends import get_array_module
+from minires.engine.tensor import run_hooks
 
 
 def topological_order(root):
@@ -52,10 +58,11 @@ def backward(output, grad=None, retain_graph=False):
             raise ValueError(f"grad has shape {grad.shape} but the output has shape {output.shape}")
 
     if output.grad_fn is None:  # a leaf: d(output)/d(output) = grad
-        output._accumulate(grad)
+        output._accumulate(run_hooks(output.__dict__.get("_hooks", ()), grad))
         return
 
     pending = {output.grad_fn: grad}  # Function -> gradient w.r.t. its output
+    leaf_grads = {}  # id(leaf) -> (leaf, its gradient so far in this pass)
     for fn in reversed(topological_order(output.grad_fn)):
         if fn.inputs is None:
             raise RuntimeError(
@@ -63,6 +70,8 @@ def backward(output, grad=None, retain_graph=False):
                 "Pass retain_graph=True to the first backward() if you need to call it twice."
             )
         grad_out = pending.pop(fn)
+        if fn.output_hooks:
+            grad_out = run_hooks(fn.output_hooks, grad_out)
         if fn.retained is not None:
             fn.retained._accumulate(grad_out)
         grads = fn.backward(grad_out)
@@ -72,10 +81,13 @@ def backward(output, grad=None, retain_graph=False):
             if g is None or not t.requires_grad:
                 continue
             if t.grad_fn is None:
-                t._accumulate(g)
+                previous = leaf_grads.get(id(t))
+                leaf_grads[id(t)] = (t, g if previous is None else previous[1] + g)  # new array: g may be shared
             elif t.grad_fn in pending:
                 pending[t.grad_fn] = pending[t.grad_fn] + g  # new array: g may be shared
             else:
                 pending[t.grad_fn] = g
         if not retain_graph:
             fn.release()
+    for leaf, g in leaf_grads.values():
+        leaf._accumulate(run_hooks(leaf.__dict__.get("_hooks", ()), g))

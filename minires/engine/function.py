@@ -39,6 +39,7 @@ class Function:
     inputs = ()
     saved_tensors = ()
     retained = None  # the output Tensor, when it asked to keep its gradient (retain_grad)
+    output_hooks = ()  # hooks on the output's gradient (Tensor.register_hook): a list once one is added
 
     def __call__(self, *inputs):
         for position, t in enumerate(inputs):

@@ -99,6 +99,17 @@ class Tensor:
         if self.grad_fn is not None:
             self.grad_fn.retained = self
 
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with this tensor's gradient (a Tensor) each time backward computes it;
+        a hook that returns a Tensor or array replaces the gradient from then on. Returns a handle
+        whose ``remove()`` takes the hook off. As in PyTorch, a leaf's hook sees the sum of every
+        contribution of one backward pass, before it is added to ``.grad``."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        owner = self.grad_fn if self.grad_fn is not None else self  # a non-leaf's gradient is its Function's output gradient
+        hooks = owner.__dict__.setdefault("output_hooks" if owner is self.grad_fn else "_hooks", [])
+        return RemovableHandle(hooks, hook)
+
     def _accumulate(self, grad):
         # The first gradient is copied because backward may hand the same array
         # to several tensors (the two inputs of an add, for instance).
@@ -306,6 +317,27 @@ class Tensor:
 
     def flatten(self, start_dim=0, end_dim=-1):
         return ops.flatten(self, start_dim, end_dim)
+
+
+class RemovableHandle:
+    """What ``register_hook`` (and the Module hooks) return: ``handle.remove()`` unregisters."""
+
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+        hooks.append(hook)
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
+def run_hooks(hooks, grad):
+    """Pass a gradient array through tensor hooks; each may return a replacement."""
+    for hook in list(hooks):
+        result = hook(Tensor(grad))
+        if result is not None:
+            grad = result.data if isinstance(result, Tensor) else result
+    return grad
 
 
 def _reduction_args(dim, keepdim, axis, keepdims):

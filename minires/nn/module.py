@@ -17,7 +17,8 @@ from collections import OrderedDict
 import numpy
 
 from minires.backends import normalize_device, to_device
-from minires.engine.tensor import Tensor, require_tensor
+from minires.engine.tensor import RemovableHandle, Tensor, require_tensor
+from minires.nn.hooks import call_with_hooks
 from minires.nn.parameter import Parameter
 
 
@@ -55,7 +56,26 @@ class Module:
     def __call__(self, *args, **kwargs):
         if args and not isinstance(args[0], Tensor):  # a NumPy batch straight from a loader, say
             require_tensor(type(self).__name__, "the input", args[0])
-        return self.forward(*args, **kwargs)
+        if not self.__dict__.get("_hooks_of"):  # the usual case: no hooks
+            return self.forward(*args, **kwargs)
+        return call_with_hooks(self, args, kwargs)
+
+    # ---- hooks (see minires/nn/hooks.py) -----------------------------------------
+    def register_forward_pre_hook(self, hook):
+        """``hook(module, args)`` before each forward; it may return replacement args."""
+        return RemovableHandle(self._hook_list("forward_pre"), hook)
+
+    def register_forward_hook(self, hook):
+        """``hook(module, args, output)`` after each forward; it may return a replacement output."""
+        return RemovableHandle(self._hook_list("forward"), hook)
+
+    def register_full_backward_hook(self, hook):
+        """``hook(module, grad_input, grad_output)`` once backward has computed the gradients of
+        this module's tensor inputs (None for inputs that need none) from its output's gradient."""
+        return RemovableHandle(self._hook_list("backward"), hook)
+
+    def _hook_list(self, kind):
+        return self.__dict__.setdefault("_hooks_of", {}).setdefault(kind, [])
 
     # ---- walking the tree ------------------------------------------------------
     def named_modules(self, prefix=""):
