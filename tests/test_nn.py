@@ -245,3 +245,11 @@ def test_loss_modules_equal_the_functional_losses_and_torch():
     theirs = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(torch.tensor(logits), torch.tensor(labels))
     assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
     assert float(mse) == pytest.approx(float(torch.nn.MSELoss()(torch.tensor(prediction), torch.tensor(target))))
+
+
+def test_double_and_float_cast_parameters_and_buffers_but_not_integer_state():
+    model = TwoLayer().double()
+    assert all(t.dtype == np.float64 for _, t in model.named_tensors() if t.dtype.kind == "f")
+    out = model(minires.tensor(np.ones((1, 3, 4, 4))))
+    assert out.dtype == np.float64
+    assert model.float() is model and model.conv.weight.dtype == np.float32

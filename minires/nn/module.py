@@ -136,6 +136,22 @@ class Module:
                 tensor.grad = to_device(tensor.grad, device)
         return self
 
+    def double(self):
+        """Cast every floating-point parameter and buffer to float64, in place; returns self."""
+        return self._cast_floats(numpy.float64)
+
+    def float(self):
+        """Cast every floating-point parameter and buffer to float32, in place; returns self."""
+        return self._cast_floats(numpy.float32)
+
+    def _cast_floats(self, dtype):
+        for _, tensor in self.named_tensors():
+            if tensor.dtype.kind == "f":
+                tensor.data = tensor.data.astype(dtype)
+                if tensor.grad is not None:
+                    tensor.grad = tensor.grad.astype(dtype)
+        return self
+
     # ---- saving and loading ---------------------------------------------------------
     def state_dict(self):
         """Every parameter and buffer as a NumPy array (on the CPU), under its dotted name."""
