@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 # Reachable as attributes after a plain ``import minires`` (minires.nn.Conv2d, minires.models.resnet20()),
 # imported on first use: loading them all up front would add about 0.15 s to every ``import minires``.
-_LAZY_SUBMODULES = ("nn", "optim", "models", "data", "training", "experiments")
+_LAZY_SUBMODULES = ("nn", "optim", "models", "data", "training", "experiments", "viz")
 
 __all__ = [
     "Tensor", "tensor", "as_tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",

@@ -478,6 +478,19 @@ print(f"largest difference between the two engines' gradients: {worst:.2e}")
 assert worst < 1e-10
 
 # %% [markdown]
+# What did minires record? `minires.viz.draw_graph` draws the graph behind a tensor:
+# one box per operation (with the shape it computed) and per leaf, arrows in the
+# direction of the forward pass. With `gradients=True` it runs one more backward and
+# writes under each box the norm of the gradient of its output; read it bottom to
+# top to watch the gradient travel back to the weights.
+
+# %%
+graph_loss = ((tensor_mlp(tensor_layers, X_t) - Y_t) ** 2).mean()
+names = {f"W{i}": W for i, (W, _) in enumerate(tensor_layers)} | {f"b{i}": b for i, (_, b) in enumerate(tensor_layers)}
+fig = minires.viz.draw_graph(graph_loss, params=names, gradients=True)
+plt.show()
+
+# %% [markdown]
 # Now train it properly. Each step is the same four lines as before.
 
 # %%
