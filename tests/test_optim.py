@@ -10,7 +10,7 @@ import pytest
 from minires.backends import to_device
 from minires.nn import Parameter
 from minires.optim import (
-    SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, StepLR, clip_grad_norm_,
+    SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, OneCycleLR, StepLR, clip_grad_norm_,
 )
 
 from backend_tools import assert_close, float32_exact
@@ -404,6 +404,40 @@ def test_step_lr_decays_every_step_size_epochs_in_every_group_and_matches_torch(
         t_opt.step()
         t_sched.step()
     assert [lr[0] for lr in lrs] == pytest.approx(theirs, rel=1e-12)
+
+
+@pytest.mark.parametrize("total_steps, pct_start", [(10, 0.3), (17, 0.25), (5, 0.5)])
+def test_one_cycle_lr_and_momentum_match_torch_step_by_step(total_steps, pct_start):
+    torch = pytest.importorskip("torch")
+    a, b = _param(0.0), _param(0.0)
+    ours_opt = SGD([{"params": [a]}, {"params": [b]}], lr=1.0, momentum=0.9)
+    ours = OneCycleLR(ours_opt, max_lr=[0.4, 0.1], total_steps=total_steps, pct_start=pct_start)
+    ta, tb = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    t_opt = torch.optim.SGD([{"params": [ta]}, {"params": [tb]}], lr=1.0, momentum=0.9)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(t_opt, max_lr=[0.4, 0.1], total_steps=total_steps,
+                                                 pct_start=pct_start)
+    for step in range(total_steps):
+        for ours_group, their_group in zip(ours_opt.param_groups, t_opt.param_groups):
+            assert ours_group["lr"] == pytest.approx(their_group["lr"], rel=1e-12, abs=1e-15), step
+            assert ours_group["momentum"] == pytest.approx(their_group["momentum"], rel=1e-12), step
+        t_opt.step()
+        if step < total_steps - 1:
+            ours.step()
+            theirs.step()
+    with pytest.raises(ValueError, match="past total_steps"):
+        ours.step()
+        ours.step()
+
+
+def test_one_cycle_lr_refuses_bad_settings():
+    with pytest.raises(ValueError, match="total_steps, or both epochs and steps_per_epoch"):
+        OneCycleLR(_opt(momentum=0.9), max_lr=0.1)
+    with pytest.raises(ValueError, match="needs an optimizer with momentum"):
+        OneCycleLR(Adam([_param(0.0)], lr=0.1), max_lr=0.1, total_steps=10)
+    with pytest.raises(ValueError, match="pct_start"):
+        OneCycleLR(_opt(momentum=0.9), max_lr=0.1, total_steps=10, pct_start=1.0)
+    sched = OneCycleLR(_opt(momentum=0.9), max_lr=0.1, epochs=2, steps_per_epoch=5)
+    assert sched.total_steps == 10 and sched.get_last_lr() == pytest.approx([0.004])
 
 
 def test_cosine_annealing_closed_form():

@@ -14,11 +14,11 @@
 from minires.optim.optimizer import Optimizer
 from minires.optim.sgd import SGD
 from minires.optim.adam import Adam, AdamW
-from minires.optim.lr_scheduler import LRScheduler, StepLR, MultiStepLR, CosineAnnealingLR, LinearWarmup
+from minires.optim.lr_scheduler import LRScheduler, StepLR, OneCycleLR, MultiStepLR, CosineAnnealingLR, LinearWarmup
 from minires.optim.clip import clip_grad_norm_
 from minires.optim import lr_scheduler
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler",
-    "LRScheduler", "StepLR", "MultiStepLR", "CosineAnnealingLR", "LinearWarmup", "clip_grad_norm_",
+    "LRScheduler", "StepLR", "OneCycleLR", "MultiStepLR", "CosineAnnealingLR", "LinearWarmup", "clip_grad_norm_",
 ]

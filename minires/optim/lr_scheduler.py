@@ -72,6 +72,75 @@ class StepLR(LRScheduler):
         return [base * self.gamma ** (epoch // self.step_size) for base in self.base_lrs]
 
 
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin 2017), stepped once per *batch*, as PyTorch's OneCycleLR.
+
+    Over the first pct_start of total_steps the lr rises from max_lr / div_factor to max_lr,
+    then falls to max_lr / (div_factor * final_div_factor), each along half a cosine:
+        lr = end + (start - end) * (1 + cos(pi * t)) / 2,   t going from 0 to 1 in the phase.
+    With cycle_momentum (SGD with momentum), the momentum moves the opposite way, from
+    max_momentum down to base_momentum and back.
+    """
+
+    _saved = LRScheduler._saved + ("max_lrs", "total_steps", "pct_start", "div_factor", "final_div_factor",
+                                   "cycle_momentum", "base_momentum", "max_momentum")
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
+                 cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, div_factor=25.0,
+                 final_div_factor=1e4):
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                raise ValueError("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
+            total_steps = epochs * steps_per_epoch
+        if int(total_steps) != total_steps or total_steps < 2:
+            raise ValueError(f"OneCycleLR: total_steps must be a whole number >= 2, got {total_steps}")
+        if not 0 < pct_start < 1:
+            raise ValueError(f"OneCycleLR: pct_start must lie in (0, 1), got {pct_start}")
+        groups = optimizer.param_groups
+        self.max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * len(groups)
+        if len(self.max_lrs) != len(groups):
+            raise ValueError(f"OneCycleLR: {len(self.max_lrs)} max_lr values for {len(groups)} parameter groups")
+        if cycle_momentum and any("momentum" not in group for group in groups):
+            raise ValueError("OneCycleLR: cycle_momentum needs an optimizer with momentum (SGD); "
+                             "pass cycle_momentum=False")
+        self.total_steps, self.pct_start = int(total_steps), pct_start
+        self.div_factor, self.final_div_factor = div_factor, final_div_factor
+        self.cycle_momentum, self.base_momentum, self.max_momentum = cycle_momentum, base_momentum, max_momentum
+        for group, peak in zip(groups, self.max_lrs):
+            group["initial_lr"] = peak / div_factor  # the lr at step 0
+        super().__init__(optimizer)
+
+    def _phase(self, step):
+        """(t in [0, 1], rising?) for this step: the first phase ends at pct_start * total_steps - 1."""
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {step} times, past total_steps = {self.total_steps}")
+        turn = self.pct_start * self.total_steps - 1
+        if step <= turn:
+            return step / turn, True
+        return (step - turn) / (self.total_steps - 1 - turn), False
+
+    @staticmethod
+    def _anneal(start, end, t):
+        return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
+
+    def _lr_at(self, epoch):
+        t, rising = self._phase(epoch)
+        lrs = []
+        for base, peak in zip(self.base_lrs, self.max_lrs):
+            low = base / self.final_div_factor
+            lrs.append(self._anneal(base, peak, t) if rising else self._anneal(peak, low, t))
+        return lrs
+
+    def step(self):
+        super().step()
+        if self.cycle_momentum:
+            t, rising = self._phase(self.last_epoch)
+            high, low = self.max_momentum, self.base_momentum
+            momentum = self._anneal(high, low, t) if rising else self._anneal(low, high, t)
+            for group in self.optimizer.param_groups:
+                group["momentum"] = momentum
+
+
 class MultiStepLR(LRScheduler):
     """lr = base_lr * gamma ** (number of milestones <= epoch)."""
 
