@@ -647,3 +647,27 @@ def test_gpu_matches_cpu(make):
     restored = make(clones)
     restored.load_state_dict(gopt.state_dict())
     assert all(v.device.id == 0 for s in restored.state.values() for v in s.values() if hasattr(v, "device"))
+
+
+def test_a_frozen_layer_stays_frozen_through_training_steps_and_train_mode():
+    import minires
+    import minires.functional as F
+    from minires.models import cifar_resnet
+
+    minires.manual_seed(0)
+    model = cifar_resnet(8, width=4)
+    for p in model.stem.parameters():
+        p.requires_grad_(False)
+    frozen = [p.data.copy() for p in model.stem.parameters()]
+    others = [p.data.copy() for p in model.head.parameters()]
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    x = minires.tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    for _ in range(2):
+        model.train()
+        loss = F.cross_entropy(model(x), np.array([0, 1, 2, 3]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert all(not p.requires_grad and p.grad is None for p in model.stem.parameters())
+    assert all(np.array_equal(p.data, before) for p, before in zip(model.stem.parameters(), frozen))
+    assert not any(np.array_equal(p.data, before) for p, before in zip(model.head.parameters(), others))
