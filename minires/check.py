@@ -28,6 +28,7 @@ def _cases(rng):
         return minires.tensor(rng.uniform(0.5, 2.0, size=shape), requires_grad=True)
 
     labels = numpy.array([0, 3, 1])
+    condition = minires.tensor(rng.random((2, 3, 4)) < 0.5)
     run_mean, run_var = minires.tensor(numpy.zeros(3)), minires.tensor(numpy.ones(3))
 
     def residual_block(x, w1, g1, b1, w2, g2, b2):
@@ -52,7 +53,17 @@ def _cases(rng):
     yield "log", lambda a: a.log(), [positive(3, 4)]
     yield "sum (axis 1)", lambda a: a.sum(axis=1), [t(2, 3, 4)]
     yield "mean (axes 0,2)", lambda a: a.mean(axis=(0, 2), keepdims=True), [t(2, 3, 4)]
-    yield "max (axis -1)", lambda a: a.max(axis=-1), [distinct(2, 3, 4)]
+    yield "max (dim -1, values)", lambda a: a.max(-1).values, [distinct(2, 3, 4)]
+    yield "min (dim 1, keepdim, values)", lambda a: a.min(1, keepdim=True).values, [distinct(2, 3, 4)]
+    yield "amax (dims 0,2)", lambda a: a.amax(dim=(0, 2)), [distinct(2, 3, 4)]
+    yield "amin (all)", lambda a: a.amin(), [distinct(2, 3, 4)]
+    yield "var (dim 1)", lambda a: a.var(1), [t(2, 3, 4)]
+    yield "var (all, correction 0)", lambda a: a.var(correction=0), [t(2, 3, 4)]
+    yield "std (dims 0,2, keepdim)", lambda a: a.std(dim=(0, 2), keepdim=True), [t(2, 3, 4)]
+    yield "abs", lambda a: a.abs(), [t(3, 4, low=0.1)]
+    yield "sqrt", lambda a: a.sqrt(), [positive(3, 4)]
+    yield "clamp (0.25, 0.85)", lambda a: a.clamp(0.25, 0.85), [distinct(3, 4)]  # no value near a bound
+    yield "where (broadcast)", lambda a, b: minires.ops.where(condition, a, b), [t(2, 3, 4), t(3, 1)]
     yield "reshape", lambda a: a.reshape(4, 6), [t(2, 3, 4)]
     yield "transpose", lambda a: a.transpose(2, 0, 1), [t(2, 3, 4)]
     yield "flatten", lambda a: a.flatten(1), [t(2, 3, 4)]

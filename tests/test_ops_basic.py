@@ -124,7 +124,7 @@ CASES = {
 
 # Reductions: every axis spelling, with and without keepdims.
 AXES = [None, 0, 1, 2, -1, (0, 2), (-1, 0), (0, 1, 2)]
-for _name, _np_fn in (("sum", np.sum), ("mean", np.mean), ("max", np.max)):
+for _name, _np_fn in (("sum", np.sum), ("mean", np.mean), ("amax", np.max), ("amin", np.min)):
     for _axis in AXES:
         for _keep in (False, True):
             CASES[f"{_name}_axis{_axis}_keep{_keep}"] = (
@@ -134,7 +134,8 @@ for _name, _np_fn in (("sum", np.sum), ("mean", np.mean), ("max", np.max)):
             )
 CASES["sum_fn"] = (lambda a: minires.sum(a, 1), lambda a: a.sum(1), [((3, 4), N)])
 CASES["mean_fn"] = (lambda a: minires.mean(a, (0, 1), True), lambda a: a.mean((0, 1), keepdims=True), [((3, 4), N)])
-CASES["max_fn"] = (lambda a: minires.max(a, -1), lambda a: a.max(-1), [((3, 4), N)])
+CASES["max_fn"] = (lambda a: minires.max(a, -1).values, lambda a: a.max(-1), [((3, 4), N)])
+CASES["max_all"] = (lambda a: minires.max(a), np.max, [((3, 4), N)])
 CASES["sum_1d"] = (lambda a: a.sum(), np.sum, [((5,), N)])
 
 
@@ -272,7 +273,7 @@ def test_max_ties_share_gradient_axis_none():
 
 def test_max_ties_share_gradient_per_row():
     x = minires.tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [5.0, 0.0, 4.0]]), requires_grad=True)
-    y = x.max(axis=1)
+    y = x.amax(axis=1)
     np.testing.assert_array_equal(y.numpy(), [3.0, 2.0, 5.0])
     y.backward(np.array([1.0, 6.0, -2.0]))
     np.testing.assert_allclose(x.grad, [[0.0, 0.5, 0.5], [2.0, 2.0, 2.0], [-2.0, 0.0, 0.0]])
@@ -280,7 +281,7 @@ def test_max_ties_share_gradient_per_row():
 
 def test_max_ties_share_gradient_keepdims_axis0():
     x = minires.tensor(np.array([[4.0, 1.0], [4.0, 2.0], [0.0, 2.0]]), requires_grad=True)
-    y = x.max(axis=0, keepdims=True)
+    y = x.amax(axis=0, keepdims=True)
     assert y.shape == (1, 2)
     y.backward(np.array([[2.0, 4.0]]))
     np.testing.assert_allclose(x.grad, [[1.0, 0.0], [1.0, 2.0], [0.0, 2.0]])
@@ -288,7 +289,7 @@ def test_max_ties_share_gradient_keepdims_axis0():
 
 def test_max_tie_total_gradient_is_conserved():
     x = minires.tensor(np.full((2, 3, 4), 1.5), requires_grad=True)
-    x.max(axis=(0, 2)).sum().backward()
+    x.amax(axis=(0, 2)).sum().backward()
     np.testing.assert_allclose(x.grad, np.full((2, 3, 4), 1 / 8))
     np.testing.assert_allclose(x.grad.sum(), 3.0)  # one unit per output element
 

@@ -422,7 +422,7 @@ FLOAT32_GRAD_OPS = {
     "sum_axis": lambda x: x.sum(axis=1),
     "mean_axis": lambda x: x.mean(axis=0),
     "max_all": lambda x: x.max(),
-    "max_axis": lambda x: x.max(axis=1),
+    "max_axis": lambda x: x.max(dim=1).values,
     "matmul": lambda x: x @ x.T,
     "getitem": lambda x: x[[0, 0, 1]],
     "concat": lambda x: minires.concatenate([x, x], axis=1),

@@ -220,6 +220,9 @@ class Tensor:
     def __getitem__(self, key):
         return ops.getitem(self, key)
 
+    def __abs__(self):
+        return ops.abs(self)
+
     # ---- comparisons: elementwise, giving bool tensors outside the graph (as in PyTorch) -------
     # Defining == elementwise would make tensors unhashable; they stay hashable by identity,
     # so they still work as dict keys and in sets.
@@ -274,6 +277,15 @@ class Tensor:
     def log(self):
         return ops.log(self)
 
+    def abs(self):
+        return ops.abs(self)
+
+    def sqrt(self):
+        return ops.sqrt(self)
+
+    def clamp(self, min=None, max=None):
+        return ops.clamp(self, min, max)
+
     def sigmoid(self):
         return ops.sigmoid(self)
 
@@ -293,8 +305,29 @@ class Tensor:
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         return ops.mean(self, *_reduction_args(dim, keepdim, axis, keepdims))
 
-    def max(self, axis=None, keepdims=False):
-        return ops.max(self, axis, keepdims)
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """PyTorch's max: ``x.max()`` is the largest element (0-d); ``x.max(dim)`` is the pair
+        ``(values, indices)`` along one dim. For the values alone, over any dims, use ``amax``."""
+        return ops.max(self, *_reduction_args(dim, keepdim, axis, keepdims))
+
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """PyTorch's min: the smallest element, or ``(values, indices)`` along one dim (see ``max``)."""
+        return ops.min(self, *_reduction_args(dim, keepdim, axis, keepdims))
+
+    def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return ops.amax(self, *_reduction_args(dim, keepdim, axis, keepdims))
+
+    def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return ops.amin(self, *_reduction_args(dim, keepdim, axis, keepdims))
+
+    # var and std divide by n - correction; PyTorch's default correction=1 is the unbiased estimate.
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
+        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        return ops.var(self, dim, unbiased, keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
+        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        return ops.std(self, dim, unbiased, keepdim, correction=correction)
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
