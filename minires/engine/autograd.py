@@ -7,10 +7,10 @@
    gradients of everything its output fed (a tensor used twice, as in every
    residual block ``F(x) + x``, gets both contributions), calls its backward,
    and passes the results on to its inputs.
-3. Leaves (tensors made by the user, such as parameters) collect their
-   contributions, which are added to ``.grad`` at the end. Unless ``retain_graph``
-   is set, each node frees its saved arrays right after use, so memory falls as
-   backward proceeds.
+3. Leaves (tensors made by the user, such as parameters) accumulate into
+   ``.grad`` (a leaf with hooks collects its contributions and adds their sum at
+   the end). Unless ``retain_graph`` is set, each node frees its saved arrays
+   right after use, so memory falls as backward proceeds.
 
 Hooks (``Tensor.register_hook``) see a tensor's whole gradient once per pass: a
 non-leaf's when its Function is reached (every consumer has contributed by then),
@@ -80,7 +80,9 @@ def backward(output, grad=None, retain_graph=False):
         for t, g in zip(fn.inputs, grads):
             if g is None or not t.requires_grad:
                 continue
-            if t.grad_fn is None:
+            if t.grad_fn is None and not t.__dict__.get("_hooks"):
+                t._accumulate(g)
+            elif t.grad_fn is None:  # a leaf with hooks: they see the pass's sum, at the end
                 previous = leaf_grads.get(id(t))
                 leaf_grads[id(t)] = (t, g if previous is None else previous[1] + g)  # new array: g may be shared
             elif t.grad_fn in pending:

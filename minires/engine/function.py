@@ -42,9 +42,12 @@ class Function:
     output_hooks = ()  # hooks on the output's gradient (Tensor.register_hook): a list once one is added
 
     def __call__(self, *inputs):
-        for position, t in enumerate(inputs):
-            if not isinstance(t, Tensor):
+        try:
+            self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        except AttributeError:  # not a Tensor (a NumPy array, say): say which, and what to do
+            for position, t in enumerate(inputs):
                 require_tensor(type(self).__name__, f"argument {position}", t)
+            raise
         devices = {t.device for t in inputs}
         if len(devices) > 1:
             names = ", ".join(sorted(devices))
@@ -52,7 +55,6 @@ class Function:
                 f"{type(self).__name__}: inputs are on different devices ({names}); "
                 "move them to one device with .to(device) first"
             )
-        self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         requires_grad = grad_mode.is_grad_enabled() and any(self.needs_input_grad)
         self.requires_grad = requires_grad  # forward may skip saving when False
         arrays = [t.data for t in inputs]

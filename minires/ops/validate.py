@@ -1,16 +1,18 @@
 """Input checks shared by the layer ops, so bad input fails with a message that
 names the problem instead of a broadcasting error deep inside NumPy."""
-from minires.engine.tensor import require_tensor
+from minires.engine.tensor import Tensor, require_tensor
 
 
 def require_float(op, name, array):
-    require_tensor(op, name, array)
+    if not isinstance(array, Tensor):
+        require_tensor(op, name, array)
     if array.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {array.dtype}")
 
 
 def require_ndim(op, name, array, ndims):
-    require_tensor(op, name, array)
+    if not isinstance(array, Tensor):
+        require_tensor(op, name, array)
     ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
     if array.ndim not in ndims:
         wanted = " or ".join(f"{n}-D" for n in ndims)
