@@ -196,9 +196,11 @@ def torch_step(depth, images, labels):
     return t_step
 
 
-def set_tf32(allowed):
-    torch.backends.cudnn.allow_tf32 = allowed
-    torch.backends.cuda.matmul.allow_tf32 = allowed
+def set_tf32(cudnn, matmul):
+    """Whether cuDNN convolutions and cuBLAS matmuls may use TF32; returns the previous settings."""
+    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+    return previous
 
 
 def training_rates(depth, batch, steps, rng):
@@ -213,12 +215,11 @@ def training_rates(depth, batch, steps, rng):
     cupy.get_default_memory_pool().free_all_blocks()
     fp32 = tf32 = theirs_mb = None
     if torch is not None:
-        defaults = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-        set_tf32(False)
+        defaults = set_tf32(False, False)
         torch.cuda.reset_peak_memory_stats()
         fp32 = batch / torch_milliseconds(torch_step(depth, images, labels), steps) * 1000
         theirs_mb = torch.cuda.max_memory_reserved() / 2**20
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = defaults
+        set_tf32(*defaults)
         tf32 = batch / torch_milliseconds(torch_step(depth, images, labels), steps) * 1000
         torch.cuda.empty_cache()
     return ours, ours_mb, fp32, tf32, theirs_mb

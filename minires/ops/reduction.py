@@ -140,9 +140,12 @@ class Min(Max):
         return x.min(axis=axes, keepdims=True)
 
 
-def _deviations(x, axes):
-    """x minus its mean over ``axes`` (kept as size-1 dims), and how many elements each mean averages."""
-    return x - x.mean(axis=axes, keepdims=True), _count(x.shape, axes)
+def _deviations(x, axes, correction):
+    """(d, dof, ss): x minus its mean over ``axes``, the divisor max(0, n - correction) with n the
+    elements each mean averages (PyTorch's rule), and sum(d^2) over ``axes`` (kept as size-1 dims)."""
+    d = x - x.mean(axis=axes, keepdims=True)
+    n = _count(x.shape, axes)
+    return d, (n - correction if n > correction else 0), (d * d).sum(axis=axes, keepdims=True)
 
 
 def _divide(total, dof):
@@ -159,10 +162,10 @@ class Var(Function):
 
     def forward(self, x):
         self.axes = _normalize_axes(self.axis, x.ndim, "var")
-        d, n = _deviations(x, self.axes)
-        self.dof = n - self.correction if n > self.correction else 0  # PyTorch's max(0, n - correction)
+        d, self.dof, ss = _deviations(x, self.axes, self.correction)
         self.save_for_backward(d)
-        return _divide((d * d).sum(axis=self.axes, keepdims=self.keepdims), self.dof)
+        v = _divide(ss, self.dof)
+        return v if self.keepdims else v.reshape([k for i, k in enumerate(v.shape) if i not in self.axes])
 
     def backward(self, grad):
         # v = sum_i (x_i - m)^2 / dof with m = mean(x): dv/dx_j = 2 (x_j - m) / dof - (2/n) sum_i (x_i - m) / dof,
@@ -180,9 +183,8 @@ class Std(Function):
 
     def forward(self, x):
         self.axes = _normalize_axes(self.axis, x.ndim, "std")
-        d, n = _deviations(x, self.axes)
-        self.dof = n - self.correction if n > self.correction else 0
-        s = self.xp(x).sqrt(_divide((d * d).sum(axis=self.axes, keepdims=True), self.dof))
+        d, self.dof, ss = _deviations(x, self.axes, self.correction)
+        s = self.xp(x).sqrt(_divide(ss, self.dof))
         self.save_for_backward(d, s)
         return s if self.keepdims else s.reshape([k for i, k in enumerate(s.shape) if i not in self.axes])
 
