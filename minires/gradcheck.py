@@ -86,7 +86,7 @@ def gradcheck(fn, inputs, params=(), eps=1e-5, rtol=1e-3, atol=1e-5, max_element
     for _, t in named:
         t.grad = None
     output.backward(upstream)
-    analytic = [t.grad if t.grad is not None else xp.zeros_like(t.data) for _, t in named]
+    analytic = [t.grad.data if t.grad is not None else xp.zeros_like(t.data) for _, t in named]
 
     def objective():
         with no_grad():

@@ -93,7 +93,7 @@ def training_step(model, images, labels, device="cpu"):
     loss = F.cross_entropy(model(x), to_device(labels, device), label_smoothing=0.1)
     optimizer.zero_grad()
     loss.backward()
-    grads = {name: to_device(p.grad, "cpu") for name, p in model.named_parameters()}
+    grads = {name: p.grad.numpy() for name, p in model.named_parameters()}
     optimizer.step()
     return float(loss.item()), grads, model.state_dict()
 

@@ -81,7 +81,7 @@ def test_residual_block_gradient_is_branch_plus_identity():
     x = minires.tensor(rng.standard_normal((2, 4, 5, 5)), requires_grad=True)
     g = rng.standard_normal((2, 4, 5, 5))
     (block.branch(x) + block.shortcut(x)).backward(g)
-    total = x.grad.copy()
+    total = x.grad.clone()
     x.grad = None
     block.branch(x).backward(g)
     np.testing.assert_allclose(total, x.grad + g, rtol=1e-12, atol=1e-12)

@@ -431,7 +431,7 @@ def test_gradcheck_catches_wrong_backward_on_large_tensor():
 def test_gradcheck_restores_grads_and_data():
     x = make((2, 3), 16)
     before = x.numpy().copy()
-    x.grad = np.full((2, 3), 9.0)
+    x.grad = minires.full((2, 3), 9.0, dtype=np.float64)
     minires.gradcheck(lambda t: (t * t).sum(), [x])
     np.testing.assert_array_equal(x.numpy(), before)
     np.testing.assert_array_equal(x.grad, np.full((2, 3), 9.0))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minires.backends import to_device
+from minires import Tensor
 from minires.nn import Parameter
 from minires.optim import (
     SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, MultiStepLR, OneCycleLR, StepLR, clip_grad_norm_,
@@ -25,7 +26,7 @@ def _run(optimizer, param, grads):
     """Take one step per gradient in ``grads``; return p after each step."""
     history = []
     for g in grads:
-        param.grad = np.array(g, dtype=np.float64)
+        param.grad = Tensor(np.array(g, dtype=np.float64))
         optimizer.step()
         history.append(param.data.copy())
     return history
@@ -34,7 +35,7 @@ def _run(optimizer, param, grads):
 # ---- SGD by hand -------------------------------------------------------------------
 def test_sgd_plain_step():
     p = _param(1.0, 2.0)
-    p.grad = np.array([0.5, -1.0])
+    p.grad = Tensor(np.array([0.5, -1.0]))
     SGD([p], lr=0.1).step()
     # p = p - lr * g = [1 - 0.05, 2 + 0.1]
     np.testing.assert_allclose(p.data, [0.95, 2.1], rtol=0, atol=1e-15)
@@ -68,7 +69,7 @@ def test_sgd_nesterov_with_weight_decay_by_hand():
 def test_sgd_momentum_buffer_does_not_alias_the_gradient():
     p = _param(0.0)
     grad = np.array([1.0])
-    p.grad = grad
+    p.grad = Tensor(grad)  # wraps the array without copying it
     opt = SGD([p], lr=0.1, momentum=0.9)
     opt.step()
     opt.step()  # buf *= 0.9; buf += g  must not change the user's gradient array
@@ -127,7 +128,7 @@ def test_skips_params_without_grad_updates_in_place_and_keeps_dtype(make):
     a = Parameter(np.ones((2, 3), dtype=np.float32))
     b = Parameter(np.ones(4, dtype=np.float32))
     a_array = a.data
-    a.grad = np.full((2, 3), 0.5, dtype=np.float32)
+    a.grad = Tensor(np.full((2, 3), 0.5, dtype=np.float32))
     opt = make([a, b])
     opt.step()
     assert a.data is a_array  # updated in place
@@ -139,7 +140,7 @@ def test_skips_params_without_grad_updates_in_place_and_keeps_dtype(make):
 
 def test_zero_grad_sets_grads_to_none():
     a, b = _param(1.0), _param(2.0)
-    a.grad, b.grad = np.array([1.0]), np.array([2.0])
+    a.grad, b.grad = Tensor(np.array([1.0])), Tensor(np.array([2.0]))
     opt = SGD([a, b], lr=0.1)
     opt.zero_grad()
     assert a.grad is None and b.grad is None
@@ -148,7 +149,7 @@ def test_zero_grad_sets_grads_to_none():
 def test_param_groups_get_their_own_hyperparameters():
     a, b = _param(1.0), _param(1.0)
     opt = SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
-    a.grad, b.grad = np.array([1.0]), np.array([1.0])
+    a.grad, b.grad = Tensor(np.array([1.0])), Tensor(np.array([1.0]))
     opt.step()
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
     np.testing.assert_allclose([a.data[0], b.data[0]], [0.9, 0.5])
@@ -159,7 +160,7 @@ def test_step_calls_the_closure_and_returns_its_loss():
     opt = SGD([p], lr=0.1)
 
     def closure():
-        p.grad = np.array([1.0])
+        p.grad = Tensor(np.array([1.0]))
         return 42.0
 
     assert opt.step(closure) == 42.0
@@ -205,7 +206,7 @@ def test_sgd_follows_the_update_rule_step_by_step(backend, options, dtype):
     expected, buffers = list(start), [None] * len(start)
     for grads in gradients:
         for p, g in zip(params, grads):
-            p.grad = backend.array(g.astype(dtype))
+            p.grad = Tensor(backend.array(g.astype(dtype)))
         optimizer.step()
         for k, g in enumerate(grads):
             expected[k], buffers[k] = ref.sgd_step(expected[k], g, buffers[k], lr=0.1, **options)
@@ -220,7 +221,7 @@ def test_sgd_continues_from_a_loaded_momentum_buffer(backend):
     first = [Parameter(p.copy()) for p in start]
     first_optimizer = SGD(first, **options)
     for p, g in zip(first, gradients[0]):
-        p.grad = g
+        p.grad = Tensor(g)
     first_optimizer.step()
     params = [Parameter(backend.array(p.data)) for p in first]
     optimizer = SGD(params, **options)
@@ -229,7 +230,7 @@ def test_sgd_continues_from_a_loaded_momentum_buffer(backend):
     for step, grads in enumerate(gradients):
         if step > 0:
             for p, g in zip(params, grads):
-                p.grad = backend.array(g)
+                p.grad = Tensor(backend.array(g))
             optimizer.step()
         for k, g in enumerate(grads):
             expected[k], buffers[k] = ref.sgd_step(expected[k], g, buffers[k], **options)
@@ -250,7 +251,7 @@ def _grads(step):
 def _train(opt, params, steps, start=0):
     for t in range(start, start + steps):
         for p, g in zip(params, _grads(t)):
-            p.grad = g
+            p.grad = Tensor(g)
         params[2].grad = None if t % 3 == 0 else params[2].grad  # sometimes no grad
         opt.step()
 
@@ -508,22 +509,22 @@ def test_scheduler_load_state_dict_rejects_foreign_keys():
 # ---- clip_grad_norm_ -------------------------------------------------------------------------
 def test_clip_grad_norm_scales_in_place_to_max_norm():
     a, b, c = _param(0.0, 0.0), _param(0.0), _param(0.0)
-    a.grad, b.grad = np.array([3.0, 4.0]), np.array([12.0])  # total norm sqrt(9 + 16 + 144) = 13
-    a_grad = a.grad
+    a.grad, b.grad = Tensor(np.array([3.0, 4.0])), Tensor(np.array([12.0]))  # total norm sqrt(9 + 16 + 144) = 13
+    a_grad = a.grad.data
     total = clip_grad_norm_([a, b, c], max_norm=1.0)
     assert total == pytest.approx(13.0, rel=1e-15)
-    assert a.grad is a_grad  # in place
+    assert a.grad.data is a_grad  # in place
     assert c.grad is None
     coef = 1.0 / (13.0 + 1e-6)
     np.testing.assert_allclose(a.grad, [3 * coef, 4 * coef], rtol=1e-15)
-    new_norm = math.sqrt(np.sum(a.grad**2) + np.sum(b.grad**2))
+    new_norm = math.sqrt(np.sum(a.grad.data**2) + np.sum(b.grad.data**2))
     assert new_norm == pytest.approx(1.0, abs=1e-6)
     assert clip_grad_norm_([a, b], max_norm=1.0) == pytest.approx(new_norm, rel=1e-14)
 
 
 def test_clip_grad_norm_leaves_small_gradients_alone():
     p = _param(0.0, 0.0)
-    p.grad = np.array([0.3, 0.4])
+    p.grad = Tensor(np.array([0.3, 0.4]))
     assert clip_grad_norm_(p, max_norm=1.0) == pytest.approx(0.5)  # a single Tensor works too
     np.testing.assert_array_equal(p.grad, [0.3, 0.4])
     assert clip_grad_norm_([_param(1.0)], max_norm=1.0) == 0.0  # no gradients at all
@@ -531,7 +532,7 @@ def test_clip_grad_norm_leaves_small_gradients_alone():
 
 def test_clip_grad_norm_inf_norm():
     a, b = _param(0.0, 0.0), _param(0.0)
-    a.grad, b.grad = np.array([-6.0, 1.0]), np.array([2.0])
+    a.grad, b.grad = Tensor(np.array([-6.0, 1.0])), Tensor(np.array([2.0]))
     assert clip_grad_norm_([a, b], max_norm=3.0, norm_type=math.inf) == 6.0
     assert np.max(np.abs(np.concatenate([a.grad, b.grad]))) == pytest.approx(3.0, abs=1e-6)
 
@@ -581,7 +582,7 @@ def _compare_with_torch(make_ours, make_torch, steps=5):
     opt, topt = make_ours(ours), make_torch(torch, theirs)
     for step_grads in grads:
         for p, t, g in zip(ours, theirs, step_grads):
-            p.grad, t.grad = g.copy(), torch.tensor(g)
+            p.grad, t.grad = Tensor(g.copy()), torch.tensor(g)
         opt.step()
         topt.step()
     for p, t, x0 in zip(ours, theirs, init):
@@ -637,7 +638,7 @@ def test_gpu_matches_cpu(make):
     opt, gopt = make(params), make(gpu)
     for t in range(3):
         for p, g, grad in zip(params, gpu, _grads(t)):
-            p.grad, g.grad = grad, to_device(grad, "cuda")
+            p.grad, g.grad = Tensor(grad), Tensor(to_device(grad, "cuda"))
         opt.step()
         gopt.step()
     assert gpu[0].device.startswith("cuda")

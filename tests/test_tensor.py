@@ -275,7 +275,7 @@ def test_first_grad_is_a_copy_not_shared():
     a = minires.tensor([1.0, 2.0], requires_grad=True)
     b = minires.tensor([3.0, 4.0], requires_grad=True)
     (a + b).sum().backward()
-    a.grad[0] = 100.0
+    a.grad.data[0] = 100.0
     np.testing.assert_array_equal(b.grad, [1.0, 1.0])
 
 
@@ -438,7 +438,7 @@ def test_float32_gradients_stay_float32_when_accumulated(name):
     fn = FLOAT32_GRAD_OPS[name]
     fn(x).sum().backward()
     assert x.grad.dtype == np.float32
-    first = x.grad.copy()
+    first = x.grad.clone()
     fn(x).sum().backward()
     assert x.grad.dtype == np.float32, f"{name}: gradient upcast to {x.grad.dtype}"
     np.testing.assert_allclose(x.grad, 2 * first, rtol=1e-6)
@@ -554,3 +554,62 @@ def test_the_surface_matches_torch():
     np.testing.assert_allclose(ours.sum(dim=1, keepdim=True).numpy(), theirs.sum(dim=1, keepdim=True).numpy())
     np.testing.assert_array_equal((ours > 0).numpy(), (theirs > 0).numpy())
     assert float(ours[0, 0]) == float(theirs[0, 0])
+
+
+# ---- .grad is a Tensor; NumPy meets a Tensor ----------------------------------------------------
+def test_grad_is_a_tensor_like_its_leaf_and_accumulates_into_the_same_object():
+    x = minires.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x * x).sum().backward()
+    grad = x.grad
+    assert isinstance(grad, minires.Tensor) and not grad.requires_grad and grad.grad_fn is None
+    assert (grad.shape, grad.dtype, grad.device) == (x.shape, x.dtype, x.device)
+    (x * 3.0).sum().backward()
+    assert x.grad is grad  # as in PyTorch: a second backward adds into the gradient you already hold
+    np.testing.assert_array_equal(grad.numpy(), [5.0, 7.0, 9.0])
+
+
+def test_assigning_grad_checks_type_and_shape_with_a_fix_in_the_message():
+    x = minires.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"minires\.tensor"):
+        x.grad = np.zeros(2, np.float32)
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        x.grad = minires.zeros(3)
+    with pytest.raises(ValueError, match="float64"):
+        x.grad = minires.zeros(2, dtype=np.float64)
+    x.grad = minires.ones(2)
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0])
+
+
+def test_manual_sgd_on_data_updates_the_array_in_place():
+    # PyTorch's  p.data -= lr * p.grad : the array stays the same array, outside the graph.
+    w = minires.tensor([1.0, -2.0], requires_grad=True)
+    array = w.data
+    (w * w).sum().backward()
+    w.data -= 0.25 * w.grad
+    assert w.data is array and type(w.data) is np.ndarray
+    np.testing.assert_array_equal(w.data, [0.5, -1.0])
+
+
+def test_numpy_operators_with_a_tensor_stay_in_the_graph():
+    x = minires.tensor([1.0, 2.0], dtype=np.float64, requires_grad=True)
+    y = np.array([3.0, 4.0]) * x + np.array([1.0, 1.0])
+    assert isinstance(y, minires.Tensor) and y.grad_fn is not None
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 4.0])
+    assert (np.array([0.0, 5.0]) < x).tolist() == [True, False]
+
+
+def test_numpy_functions_refuse_a_tensor_that_requires_grad_and_accept_one_that_does_not():
+    x = minires.tensor([0.0, 1.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"t\.exp\(\)"):
+        np.exp(x)
+    np.testing.assert_allclose(np.exp(x.detach()), [1.0, np.e], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(x.detach()), [0.0, 1.0])
+
+
+def test_clone_copies_and_passes_the_gradient_back():
+    x = minires.tensor([1.0, 2.0], requires_grad=True)
+    y = x.clone()
+    assert y.data is not x.data and y.grad_fn is not None
+    (y * 2.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])

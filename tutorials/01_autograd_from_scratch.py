@@ -351,8 +351,8 @@ print(f"Value engine: loss {value_losses[0]:.4f} -> {value_losses[-1]:.4f} in {V
 # ## 5. The same with minires tensors
 #
 # A minires `Tensor` is the array version of `Value`: `.data` is a NumPy array,
-# `.grad` an array of the same shape, and `.grad_fn` the operation that produced
-# it. Scalars first, the same $L = (ab + c)^2$:
+# `.grad` a Tensor of the same shape (as in PyTorch), and `.grad_fn` the operation
+# that produced it. Scalars first, the same $L = (ab + c)^2$:
 
 # %%
 a = minires.tensor(2.0, dtype=np.float64, requires_grad=True)

@@ -1,10 +1,12 @@
 """``Tensor``: an n-dimensional array that remembers how it was computed.
 
 ``.data`` is the array itself (NumPy on the CPU, CuPy on a GPU), ``.grad`` the
-gradient that backward leaves there (same backend, or None), and ``.grad_fn``
-the Function that produced it (None for tensors made by the user: the leaves).
+gradient that backward leaves there (a Tensor of the same shape, dtype and device,
+or None; as in PyTorch), and ``.grad_fn`` the Function that produced it (None for
+tensors made by the user: the leaves).
 """
 import numbers
+import operator
 
 import numpy
 
@@ -24,14 +26,15 @@ def require_tensor(where, name, value):
 
 
 class Tensor:
-    # Makes ``ndarray + Tensor`` call Tensor.__radd__ instead of NumPy's own add.
+    # Makes ``cupy_array + Tensor`` call Tensor.__radd__ instead of CuPy's own add
+    # (NumPy arrays ask __array_ufunc__ below instead).
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad=False):
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
         self.data = data
-        self.grad = None
+        self._grad = None
         self.requires_grad = bool(requires_grad)
         self.grad_fn = None
 
@@ -72,6 +75,15 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __array__(self, dtype=None, copy=None):
+        """``numpy.asarray(t)`` for a tensor on the CPU; a GPU tensor must come over with ``.cpu()``
+        first, as in PyTorch, so that no copy from the device happens unseen."""
+        if self.device != "cpu":
+            raise TypeError(f"cannot convert a tensor on {self.device} to a NumPy array; "
+                            "call .cpu() (or .numpy(), which copies) first")
+        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy and array is self.data else array
+
     def __repr__(self):
         body = numpy.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extras = [f"dtype={self.dtype}"]
@@ -83,7 +95,42 @@ class Tensor:
             extras.append("requires_grad=True")
         return f"tensor({body}, {', '.join(extras)})"
 
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        """What a NumPy function does when it meets a Tensor:
+
+        * ``array -= lr * p.grad`` (an ``out=`` array): plain arithmetic on the arrays, in place,
+          outside the graph, as PyTorch's ``p.data -= lr * p.grad``;
+        * ``array + t``, ``array * t``, ``array < t``, ...: our op, so the graph is kept;
+        * any other function (``numpy.exp(t)``): on the arrays, for tensors that need no gradient;
+          for one that does, an error, since the result would silently leave the graph.
+        """
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        if out is not None:
+            outs = tuple(o.data if isinstance(o, Tensor) else o for o in out)
+            return getattr(ufunc, method)(*arrays, out=outs, **kwargs)
+        if method == "__call__" and ufunc in _OPERATOR_OF_UFUNC and not kwargs:
+            return _OPERATOR_OF_UFUNC[ufunc](*(as_tensor(x, like=self) for x in inputs))
+        if any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
+            raise TypeError(f"numpy.{ufunc.__name__} cannot take a tensor that requires grad (its result would "
+                            "leave the graph); use minires's op (for example t.exp(), minires.sqrt(t)) or "
+                            "pass t.detach()")
+        return getattr(ufunc, method)(*arrays, **kwargs)
+
     # ---- gradients -----------------------------------------------------------
+    @property
+    def grad(self):
+        """The gradient backward accumulated here: a Tensor like this one, or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        # PyTorch's checks: a gradient is a Tensor of the parameter's shape, dtype and device.
+        if value is not None:
+            require_tensor("assigning .grad", "the gradient", value)
+            if (value.shape, value.dtype, value.device) != (self.shape, self.dtype, self.device):
+                raise ValueError(f"assigned grad has shape {value.shape}, dtype {value.dtype} on {value.device}; "
+                                 f"the tensor has shape {self.shape}, dtype {self.dtype} on {self.device}")
+        self._grad = value
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
@@ -113,13 +160,13 @@ class Tensor:
     def _accumulate(self, grad):
         # The first gradient is copied because backward may hand the same array
         # to several tensors (the two inputs of an add, for instance).
-        if self.grad is None:
-            self.grad = get_array_module(grad).array(grad, dtype=self.dtype, copy=True)
+        if self._grad is None:
+            self._grad = Tensor(get_array_module(grad).array(grad, dtype=self.dtype, copy=True))
         else:
-            self.grad = self.grad + grad
+            self._grad.data = self._grad.data + grad
 
     def zero_grad(self):
-        self.grad = None
+        self._grad = None
 
     # ---- leaving the graph / moving --------------------------------------------
     def detach(self):
@@ -170,6 +217,12 @@ class Tensor:
         from minires.ops.shape import Cast
 
         return Cast(dtype)(self)
+
+    def clone(self):
+        """A copy with its own array; gradients flow back through it, as with PyTorch's clone()."""
+        from minires.ops.shape import Cast
+
+        return Cast(self.dtype)(self)  # astype to the same dtype copies
 
     def float(self):
         return self.astype(numpy.float32)
@@ -362,6 +415,15 @@ class RemovableHandle:
     def remove(self):
         if self.hook in self.hooks:
             self.hooks.remove(self.hook)
+
+
+# NumPy's ufuncs behind Python's operators: ``ndarray + Tensor`` reaches Tensor.__array_ufunc__ as numpy.add.
+_OPERATOR_OF_UFUNC = {
+    numpy.add: operator.add, numpy.subtract: operator.sub, numpy.multiply: operator.mul,
+    numpy.true_divide: operator.truediv, numpy.power: operator.pow, numpy.matmul: operator.matmul,
+    numpy.equal: operator.eq, numpy.not_equal: operator.ne, numpy.less: operator.lt,
+    numpy.less_equal: operator.le, numpy.greater: operator.gt, numpy.greater_equal: operator.ge,
+}
 
 
 def run_hooks(hooks, grad):

@@ -40,8 +40,9 @@ def start(seed, device):
     return check_device(device)
 
 
-def l2_norm(array):
-    """The Euclidean norm of a whole NumPy or CuPy array, as a Python float (summed in float64)."""
+def l2_norm(values):
+    """The Euclidean norm of a whole tensor or NumPy/CuPy array, as a Python float (summed in float64)."""
+    array = getattr(values, "data", values)
     return float((array.astype("float64") ** 2).sum()) ** 0.5
 
 

@@ -133,7 +133,7 @@ class Module:
         for _, tensor in self.named_tensors():
             tensor.data = to_device(tensor.data, device)
             if tensor.grad is not None:
-                tensor.grad = to_device(tensor.grad, device)
+                tensor.grad = Tensor(to_device(tensor.grad.data, device))
         return self
 
     def double(self):
@@ -149,7 +149,7 @@ class Module:
             if tensor.dtype.kind == "f":
                 tensor.data = tensor.data.astype(dtype)
                 if tensor.grad is not None:
-                    tensor.grad = tensor.grad.astype(dtype)
+                    tensor.grad = Tensor(tensor.grad.data.astype(dtype))
         return self
 
     # ---- saving and loading ---------------------------------------------------------

@@ -30,7 +30,7 @@ class Adam(Optimizer):
     def _update(self, p, state, group):
         xp = get_array_module(p.data)
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        g = p.grad
+        g = p.grad.data
         if wd != 0:
             if self._decoupled:
                 p.data *= 1 - lr * wd  # AdamW: shrink p directly

@@ -19,7 +19,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p.grad.data for p in parameters if p.grad is not None]  # the arrays, scaled in place
     if not grads:
         return 0.0
     norm_type = float(norm_type)

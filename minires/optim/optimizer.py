@@ -59,7 +59,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad[...] = 0
+                    p.grad.data[...] = 0
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient. ``closure``, if given,

@@ -34,7 +34,7 @@ class SGD(Optimizer):
             with device_scope(p.data):  # on the GPU that holds the parameter
                 self._update_with_kernel(p, state, lr, mu, tau, wd, group["nesterov"])
             return
-        g = p.grad
+        g = p.grad.data
         if wd != 0:
             g = g + wd * p.data
         if mu != 0:
@@ -49,9 +49,9 @@ class SGD(Optimizer):
 
     def _update_with_kernel(self, p, state, lr, mu, tau, wd, nesterov):
         if mu == 0:
-            sgd_kernels.sgd_step(p.data, p.grad, lr, wd)
+            sgd_kernels.sgd_step(p.data, p.grad.data, lr, wd)
             return
         first_step = state.get("momentum_buffer") is None
         if first_step:  # the kernel fills it with g
             state["momentum_buffer"] = empty_like(p.data)
-        sgd_kernels.sgd_momentum_step(p.data, p.grad, state["momentum_buffer"], lr, mu, tau, wd, nesterov, first_step)
+        sgd_kernels.sgd_momentum_step(p.data, p.grad.data, state["momentum_buffer"], lr, mu, tau, wd, nesterov, first_step)
