@@ -15,7 +15,7 @@ import minires
 from minires.__main__ import main
 from minires.experiments import degradation, gradient_norms, identity_mapping, lesion
 from minires.experiments.lesion import accuracy_without_block, what_is_left
-from minires.experiments.recipe import build_network, held_out_batches, load_data
+from minires.experiments.recipe import BlockWatch, build_network, held_out_batches, load_data
 from minires.models import CifarResNet
 from minires.training import evaluate
 
@@ -51,6 +51,30 @@ def lesions(tmp_path_factory):
 
 
 # ---- gradient norms ------------------------------------------------------------------------
+@pytest.mark.parametrize("shortcut", ["A", "none"])
+def test_block_watch_hooks_give_the_gradients_that_retain_grad_gives(shortcut):
+    # Oracle: walk the model's parts by hand and keep every x_l's gradient with retain_grad().
+    minires.manual_seed(0)
+    model = CifarResNet(8, shortcut, width=2, num_classes=3, in_channels=1).double()
+    images = minires.tensor(np.random.default_rng(0).standard_normal((4, 1, 8, 8)))
+    labels = np.array([0, 1, 2, 1])
+    xs = [model.stem(images)]
+    for block in model.blocks:
+        xs.append(block(xs[-1]))
+    for x in xs:
+        x.retain_grad()
+    minires.functional.cross_entropy(model.head(xs[-1]), labels).backward()
+    with BlockWatch(model) as watch:
+        minires.functional.cross_entropy(model(images), labels).backward()
+    assert len(watch.grads) == len(watch.inputs) == len(model.blocks) + 1
+    for x, x_watched, g in zip(xs, watch.inputs, watch.grads):
+        np.testing.assert_array_equal(x_watched.numpy(), x.numpy())
+        np.testing.assert_allclose(g.numpy(), x.grad.numpy(), rtol=1e-12, atol=1e-15)
+    grads = list(watch.grads)
+    minires.functional.cross_entropy(model(images * 2.0), labels).backward()
+    assert all(a is b for a, b in zip(grads, watch.grads))  # the hooks are off after the with
+
+
 
 def test_plain56_gradient_spread_far_exceeds_resnet56_at_initialisation(norms):
     result, _ = norms

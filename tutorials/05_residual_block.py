@@ -77,20 +77,13 @@ np.set_printoptions(precision=4, suppress=True)
 # gradient of a batch-norm output is exactly zero and a broken backward would pass).
 
 # %%
-def to_float64(module):
-    """Convert every parameter and buffer (running statistics) of a module to float64, in place."""
-    for _, t in module.named_tensors():
-        t.data = t.data.astype(np.float64)
-    return module
-
-
 def vjp(fn, x, G):
     """G times d fn / dx at x: the gradient of L = sum(G * fn(x)), by one backward pass."""
     t = minires.tensor(x, requires_grad=True)    # a fresh leaf, so no gradient accumulates
     out = fn(t)
     assert out.shape == G.shape, (out.shape, G.shape)
     out.backward(G)
-    return t.grad
+    return t.grad.numpy()
 
 
 def max_diff(a, b):
@@ -107,7 +100,7 @@ def max_diff(a, b):
 
 # %%
 N, C, H, W = 4, 4, 6, 6        # 4 images, 4 channels, 6x6 pixels: small enough for finite differences
-block = to_float64(BasicBlock(C, C, stride=1, shortcut="A"))
+block = BasicBlock(C, C, stride=1, shortcut="A").double()  # every parameter and buffer in float64, as in PyTorch
 block.train()
 print(block)
 print("shortcut is", type(block.shortcut).__name__)
@@ -322,7 +315,7 @@ plt.show()
 
 # %%
 C_in, C_out, stride = 4, 8, 2
-block_b = to_float64(BasicBlock(C_in, C_out, stride=stride, shortcut="B"))
+block_b = BasicBlock(C_in, C_out, stride=stride, shortcut="B").double()
 print(block_b.shortcut)
 
 with minires.no_grad():                               # fill the running statistics
@@ -369,7 +362,7 @@ print("training mode: max difference",
 # $c$ receives $G_{n,c,h,w}$; the gradients of the zero channels go nowhere.
 
 # %%
-block_a = to_float64(BasicBlock(C_in, C_out, stride=stride, shortcut="A"))
+block_a = BasicBlock(C_in, C_out, stride=stride, shortcut="A").double()
 block_a.train()
 print(block_a.shortcut)
 
@@ -439,8 +432,8 @@ def check(name, ok, hint=""):
 # read residual networks as ensembles of shallower networks this way.)
 
 # %%
-block1 = to_float64(BasicBlock(C, C, stride=1))
-block2 = to_float64(BasicBlock(C, C, stride=1))
+block1 = BasicBlock(C, C, stride=1).double()
+block2 = BasicBlock(C, C, stride=1).double()
 
 
 def two_blocks(t):
@@ -473,7 +466,7 @@ check("the four paths add up to autograd's dL/dx",
 # Store it in `shortcut_c`.
 
 # %%
-block_c = to_float64(BasicBlock(C, C, stride=1, shortcut="C")).eval()
+block_c = BasicBlock(C, C, stride=1, shortcut="C").double().eval()
 conv_c, bn_c = block_c.shortcut[0], block_c.shortcut[1]
 
 # One possible answer:
@@ -497,7 +490,7 @@ check("G dF/dx + G W_s equals autograd's dL/dx for option C",
 # `G_y`? Write your predictions as NumPy expressions in `predicted_y` and `predicted_grad`.
 
 # %%
-block_zero = to_float64(BasicBlock(C, C, stride=1))
+block_zero = BasicBlock(C, C, stride=1).double()
 block_zero.bn2.weight.data = np.zeros(C)
 
 # One possible answer: F(x) = 0 * normalised + 0 = 0, so y = ReLU(x), and the gradient is the

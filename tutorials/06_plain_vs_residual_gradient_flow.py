@@ -55,7 +55,7 @@ import minires.functional as F
 from minires.data import MNISTSample, Normalize, mean_std
 from minires.experiments import gradient_norms, identity_mapping
 from minires.experiments.gradient_norms import PRESETS as NORMS_PRESETS
-from minires.experiments.recipe import forward_keeping_block_gradients
+from minires.experiments.recipe import BlockWatch
 from minires.models import CifarResNet
 
 SMOKE = os.environ.get("MINIRES_SMOKE", "0") not in ("", "0")   # CI runs every tutorial quickly with this set
@@ -77,17 +77,18 @@ print("width", WIDTH, "| batch", BATCH_SIZE, "| smoke test" if SMOKE else "")
 # * `CifarResNet(56, "none", ...)`: the **plain** network, the very same layers without any shortcut.
 #
 # Autograd keeps gradients only for leaves (the parameters). To see the gradient at the input of
-# each block we run the blocks one by one, keep every $x_l$ in a list, and call `x_l.retain_grad()`
-# so that after `loss.backward()` the gradient sits in `x_l.grad`.
+# each block we hang **module hooks** on the blocks, exactly as one would in PyTorch: on block $l$
+# a forward hook keeps its input $x_l$, and a full backward hook (`register_full_backward_hook`)
+# receives `grad_input`, the gradient $\partial L/\partial x_l$ arriving at that input during
+# `loss.backward()`. The model itself runs unchanged, `model(x)`.
 #
 # Every minires model is made of three parts, and `model(x)` is exactly
 # `model.head(model.blocks(model.stem(x)))`: the **stem** (here conv, BN, ReLU), the **blocks**
 # (a list you can index and loop over) and the **head** (here global average pooling and the
-# linear layer). So running the blocks one by one needs no copy of the model's code, only a walk
-# through its parts. The experiments do that walk in one function, which we use too; here it is:
+# linear layer). The experiments hook every block in one small class, which we use too; here it is:
 
 # %%
-print(inspect.getsource(forward_keeping_block_gradients))
+print(inspect.getsource(BlockWatch))
 
 # %%
 train_set = MNISTSample(train=True)
@@ -100,9 +101,9 @@ print("a batch of", images.shape, "labels", labels)
 def block_input_gradients(model, images, labels):
     """||dL/dx_l|| for x_0 (the stem's output) ... x_L (the last block's output), and the x_l themselves."""
     model.train()                                            # batch norm uses the batch's statistics
-    logits, xs = forward_keeping_block_gradients(model, minires.tensor(images))
-    F.cross_entropy(logits, labels).backward()
-    return np.array([np.linalg.norm(x.grad) for x in xs]), xs
+    with BlockWatch(model) as watch:
+        F.cross_entropy(model(minires.tensor(images)), labels).backward()
+    return np.array([np.linalg.norm(g.numpy()) for g in watch.grads]), watch.inputs
 
 
 DEPTH = 56

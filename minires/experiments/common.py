@@ -42,7 +42,7 @@ def start(seed, device):
 
 def l2_norm(values):
     """The Euclidean norm of a whole tensor or NumPy/CuPy array, as a Python float (summed in float64)."""
-    array = getattr(values, "data", values)
+    array = values.data if isinstance(values, minires.Tensor) else values
     return float((array.astype("float64") ** 2).sum()) ** 0.5
 
 

@@ -5,10 +5,9 @@ For every network, on the training batch of each recorded iteration, we measure
     ||dL/dx_l||  for x_0 ... x_L: the input of every block, and x_L, the last block's output
     ||dL/dW||    for the weight of every convolution, from the first to the last
 
-The gradient at a block's input is not kept by autograd (it is not a parameter),
-so the training loop is given a forward pass that walks the model's parts
-(stem, each block, head) and asks each x_l to keep it with ``x_l.retain_grad()``;
-after ``loss.backward()`` it sits in ``x_l.grad``.
+The gradient at a block's input is not kept by autograd (it is not a parameter);
+module hooks on every block catch it during ``loss.backward()`` (``BlockWatch``,
+a full backward hook per block), so training runs the model as it is.
 
 What to expect. In a residual network every block adds to an identity path, so
 (up to the ReLU after each addition) dL/dx_l = dL/dx_{l+1} (1 + dF_l/dx_l): from the last block back to the first the
@@ -29,8 +28,7 @@ from minires.experiments.common import (
     choose_settings, l2_norm, new_figure, save_figure, start, write_csv, write_json,
 )
 from minires.experiments.recipe import (
-    NETWORK_KINDS, build_network, endless_batches, forward_keeping_block_gradients, load_data, network_name,
-    sgd_with_steps,
+    NETWORK_KINDS, BlockWatch, build_network, endless_batches, load_data, network_name, sgd_with_steps,
 )
 from minires.nn import Conv2d
 from minires.training import train_steps
@@ -65,21 +63,17 @@ def measure_network(kind, depth, settings, train_set, seed, device, progress):
     batches = endless_batches(train_set, settings["batch_size"], seed, settings["augment"])
     record = {"kind": kind, "depth": depth, "iterations": [], "block_input_norms": [],
               "conv_weight_norms": [], "conv_names": [name for name, _ in convs]}
-    block_inputs = []  # x_0 ... x_L of the latest forward pass
-
-    def forward(images):
-        logits, block_inputs[:] = forward_keeping_block_gradients(model, images)
-        return logits
 
     def record_norms(step, _):
         iteration = step - 1
         if iteration % settings["record_every"] == 0 or iteration == settings["iterations"]:
             record["iterations"].append(iteration)
-            record["block_input_norms"].append([l2_norm(x.grad) for x in block_inputs])
+            record["block_input_norms"].append([l2_norm(g) for g in watch.grads])
             record["conv_weight_norms"].append([l2_norm(conv.weight.grad) for _, conv in convs])
 
-    train_steps(model, batches, optimizer, settings["iterations"] + 1, device, scheduler=scheduler,
-                forward=forward, on_step=record_norms, progress=progress, description=network_name(kind, depth))
+    with BlockWatch(model) as watch:  # watch.grads: dL/dx_0 ... dL/dx_L of the latest backward pass
+        train_steps(model, batches, optimizer, settings["iterations"] + 1, device, scheduler=scheduler,
+                    on_step=record_norms, progress=progress, description=network_name(kind, depth))
     return record
 
 

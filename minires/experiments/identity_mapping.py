@@ -10,7 +10,8 @@ The gradient at block l is the gradient at block L, passed on *unchanged*
 (the "1"), plus what flows back through the branches. This experiment takes a
 real loss on a real batch, in float64, and computes both sides separately:
 
-  left   dL/dx_l by autograd through the whole network (``x_l.retain_grad()``);
+  left   dL/dx_l by autograd through the whole network (caught by a full backward
+         hook on block l, ``BlockWatch``);
   right  g_L = dL/dx_L from the same backward pass, plus the branch term
          g_L d/dx_l sum F_i, obtained by replaying blocks l..L-1 from a fresh copy
          of x_l and back-propagating g_L through the sum of their branches only
@@ -31,7 +32,7 @@ import minires.functional as F
 from minires.experiments.common import (
     choose_settings, l2_norm, new_figure, save_figure, start, write_csv, write_json,
 )
-from minires.experiments.recipe import endless_batches, forward_keeping_block_gradients, load_data
+from minires.experiments.recipe import BlockWatch, endless_batches, load_data
 from minires.models import PreActResNet
 
 PRESETS = {
@@ -39,13 +40,6 @@ PRESETS = {
     "laptop": dict(dataset="mnist_sample", train_size=None, depth=56, width=8, batch_size=32),
     "gpu": dict(dataset="cifar10", train_size=None, depth=110, width=16, batch_size=128),
 }
-
-
-def to_float64(model):
-    """Convert every parameter and buffer to float64, in place (for checks down to rounding error)."""
-    for _, tensor in model.named_tensors():
-        tensor.data = tensor.data.astype(numpy.float64)
-    return model
 
 
 def identity_stretches(blocks):
@@ -79,15 +73,16 @@ def max_relative_difference(actual, expected):
     return float(abs(actual - expected).max()) / float(abs(actual).max())
 
 
-def check_stretch(blocks, xs, first, end, stage):
-    """One row per block l of the stretch: the norms of both sides of eq. 5 and how far apart they are."""
-    gradient_at_L = xs[end].grad  # g_L = dL/dx_L, from the full backward pass
+def check_stretch(blocks, xs, grads, first, end, stage):
+    """One row per block l of the stretch: the norms of both sides of eq. 5 and how far apart they are.
+    ``xs`` and ``grads`` are x_0 ... x_L and dL/dx_0 ... dL/dx_L from one forward and backward pass."""
+    gradient_at_L = grads[end].data  # g_L = dL/dx_L, from the full backward pass
     rows = []
     for l in range(first, end):
         leaf, x_L, branch_sum = replay_branches(blocks, xs[l], l, end)
         branch_sum.backward(gradient_at_L)  # leaf.grad = g_L d/dx_l sum F_i
-        by_autograd = xs[l].grad
-        by_eq5 = gradient_at_L + leaf.grad
+        by_autograd = grads[l].data
+        by_eq5 = gradient_at_L + leaf.grad.data
         rows.append({
             "stage": stage, "block": l, "L": end,
             "autograd_norm": l2_norm(by_autograd), "direct_term_norm": l2_norm(gradient_at_L),
@@ -95,7 +90,7 @@ def check_stretch(blocks, xs, first, end, stage):
             "eq5_max_relative_difference": max_relative_difference(by_autograd, by_eq5),
             "eq4_max_relative_difference": max_relative_difference(x_L.data, (leaf + branch_sum).data),
             # Without the "1" of eq. 5 the branches alone are far from the true gradient:
-            "branch_only_max_relative_difference": max_relative_difference(by_autograd, leaf.grad),
+            "branch_only_max_relative_difference": max_relative_difference(by_autograd, leaf.grad.data),
         })
     return rows
 
@@ -133,13 +128,13 @@ def identity_mapping(preset="laptop", out=None, seed=0, device="cpu", data_root=
     images, labels = next(endless_batches(train_set, settings["batch_size"], seed))
     model = PreActResNet(settings["depth"], bottleneck=False, width=settings["width"],
                          num_classes=len(train_set.classes), in_channels=images.shape[1])
-    to_float64(model.to(device)).train()
-    logits, xs = forward_keeping_block_gradients(model, minires.tensor(images, dtype=numpy.float64, device=device))
-    F.cross_entropy(logits, labels).backward()
+    model.to(device).double().train()  # float64, for checks down to rounding error
+    with BlockWatch(model) as watch:  # off again before check_stretch replays blocks
+        F.cross_entropy(model(minires.tensor(images, dtype=numpy.float64, device=device)), labels).backward()
     blocks = list(model.blocks)
     rows = []
     for stage, (first, end) in enumerate(identity_stretches(blocks), start=1):
-        rows += check_stretch(blocks, xs, first, end, stage)
+        rows += check_stretch(blocks, watch.inputs, watch.grads, first, end, stage)
     worst = max(row["eq5_max_relative_difference"] for row in rows)
     result = {"experiment": "identity_mapping", "preset": preset, "seed": seed, "device": device,
               "settings": settings, "max_relative_difference": worst, "rows": rows}

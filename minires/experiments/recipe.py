@@ -2,14 +2,11 @@
 
 Networks are the CIFAR ResNets of He et al. 2015 (``CifarResNet``): "resnet"
 with option-A shortcuts, or "plain", the same layers with no shortcut at all.
-The experiments often need to look *between* blocks; a model's parts make that
-possible without writing its forward pass out again:
-
-    model(images) == model.head(model.blocks(model.stem(images)))
-
-``forward_keeping_block_gradients`` walks those parts and keeps every block's
-input. Training goes through ``minires.training.train_steps``, the loop that the
-train command uses too.
+The experiments often need to look *between* blocks: at every block's input x_l
+and at the gradient dL/dx_l arriving there. ``BlockWatch`` gets both from module
+hooks (a forward hook and a full backward hook on each block, as one would in
+PyTorch), so the forward pass stays ``model(images)``. Training goes through
+``minires.training.train_steps``, the loop that the train command uses too.
 """
 import numpy
 
@@ -69,18 +66,55 @@ def network_name(kind, depth):
     return f"{kind}-{depth}"
 
 
-def forward_keeping_block_gradients(model, images):
-    """``model(images)``, walked through the model's parts. Returns (logits, [x_0, ..., x_L]):
-    x_0 is the stem's output (the first block's input), x_L the last block's output, and each
-    has ``retain_grad()`` set, so that after backward ``x_l.grad`` holds dL/dx_l."""
-    features = model.stem(images)
-    block_inputs = [features]
-    for block in model.blocks:
-        features = block(features)
-        block_inputs.append(features)
-    for x in block_inputs:
-        x.retain_grad()
-    return model.head(features), block_inputs
+class BlockWatch:
+    """Every block's input x_l and its gradient dL/dx_l, caught by hooks on the blocks.
+
+        with BlockWatch(model) as watch:
+            F.cross_entropy(model(images), labels).backward()
+        watch.inputs   # [x_0, ..., x_L]: x_0 the first block's input (the stem's output), x_L the last's output
+        watch.grads    # [dL/dx_0, ..., dL/dx_L] (Tensors)
+
+    A forward hook on block l keeps its input (and, on the last block, its output); a full
+    backward hook keeps its ``grad_input`` (and, on the last block, ``grad_output``). The
+    blocks run one after the other, so a block's input gradient is the whole dL/dx_l. Each
+    forward pass and each backward pass overwrites what the previous one left. Leaving the
+    ``with`` (or ``remove()``) takes the hooks off.
+    """
+
+    def __init__(self, model):
+        blocks = list(model.blocks)
+        self.inputs = [None] * (len(blocks) + 1)
+        self.grads = [None] * (len(blocks) + 1)
+        self.handles = []
+        for l, block in enumerate(blocks):
+            last = l == len(blocks) - 1
+            self.handles.append(block.register_forward_hook(self._keep_input(l, last)))
+            self.handles.append(block.register_full_backward_hook(self._keep_gradient(l, last)))
+
+    def _keep_input(self, l, last):
+        def hook(block, args, output):
+            self.inputs[l] = args[0]
+            if last:
+                self.inputs[l + 1] = output
+        return hook
+
+    def _keep_gradient(self, l, last):
+        def hook(block, grad_input, grad_output):
+            self.grads[l] = grad_input[0]
+            if last:
+                self.grads[l + 1] = grad_output[0]
+        return hook
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()
 
 
 # ---- training ----------------------------------------------------------------------------
