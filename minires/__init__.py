@@ -8,7 +8,7 @@
 from minires.engine import Tensor, tensor, as_tensor, Function, no_grad, enable_grad, is_grad_enabled
 from minires.ops import (
     add, sub, mul, div, neg, pow, exp, log, sum, mean, max,
-    reshape, transpose, flatten, getitem, concatenate, cat, matmul,
+    reshape, permute, transpose, flatten, getitem, concatenate, cat, matmul,
     abs, sqrt, clamp, where, min, amax, amin, var, std, sigmoid, tanh, softmax, log_softmax,
 )
 from minires.factories import (
@@ -29,7 +29,7 @@ _LAZY_SUBMODULES = ("nn", "optim", "models", "data", "training", "experiments", 
 __all__ = [
     "Tensor", "tensor", "as_tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sum", "mean", "max",
-    "reshape", "transpose", "flatten", "getitem", "concatenate", "cat", "matmul",
+    "reshape", "permute", "transpose", "flatten", "getitem", "concatenate", "cat", "matmul",
     "abs", "sqrt", "clamp", "where", "min", "amax", "amin", "var", "std", "sigmoid", "tanh", "softmax", "log_softmax",
     "zeros", "ones", "full", "arange", "eye", "randn", "rand",
     "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",

@@ -4,6 +4,7 @@
     y = F.relu(F.batch_norm(F.conv2d(x, w, padding=1), mean, var, gamma, beta, training=True))
 """
 from minires.ops.activation import relu
+from minires.ops.adaptive_pooling import adaptive_avg_pool2d, adaptive_max_pool2d
 from minires.ops.batch_norm import batch_norm
 from minires.ops.conv import conv2d
 from minires.ops.dropout import dropout
@@ -28,7 +29,8 @@ def pad(x, pad, value=0.0):
 
 
 __all__ = [
-    "conv2d", "batch_norm", "relu", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
+    "conv2d", "batch_norm", "relu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
+    "global_avg_pool2d",
     "linear", "dropout", "cross_entropy", "zero_pad_shortcut", "pad",
     "sigmoid", "tanh", "softmax", "log_softmax",
 ]

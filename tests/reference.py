@@ -95,6 +95,41 @@ def global_avg_pool2d(x):
     return y
 
 
+def _adaptive_bins(length, out_length):
+    """Bin i covers [floor(i * L / OL), ceil((i + 1) * L / OL)), PyTorch's rule, in integers."""
+    return [(i * length // out_length, -(-(i + 1) * length // out_length)) for i in range(out_length)]
+
+
+def adaptive_pool2d(x, output_size, reduce):
+    """y[n, c, i, j] = reduce over bin (i, j) of x[n, c]; ``reduce`` is np.max or np.mean."""
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    y = np.zeros((N, C, OH, OW))
+    for n in range(N):
+        for c in range(C):
+            for i, (h0, h1) in enumerate(_adaptive_bins(H, OH)):
+                for j, (w0, w1) in enumerate(_adaptive_bins(W, OW)):
+                    y[n, c, i, j] = reduce(x[n, c, h0:h1, w0:w1])
+    return y
+
+
+def adaptive_pool2d_backward(x, grad_y, kind):
+    """``kind`` "max": each bin's gradient to its (first) largest pixel; "avg": shared equally."""
+    N, C, H, W = x.shape
+    OH, OW = grad_y.shape[2:]
+    grad_x = np.zeros(x.shape)
+    for n in range(N):
+        for c in range(C):
+            for i, (h0, h1) in enumerate(_adaptive_bins(H, OH)):
+                for j, (w0, w1) in enumerate(_adaptive_bins(W, OW)):
+                    if kind == "max":
+                        a, b = np.unravel_index(np.argmax(x[n, c, h0:h1, w0:w1]), (h1 - h0, w1 - w0))
+                        grad_x[n, c, h0 + a, w0 + b] += grad_y[n, c, i, j]
+                    else:
+                        grad_x[n, c, h0:h1, w0:w1] += grad_y[n, c, i, j] / ((h1 - h0) * (w1 - w0))
+    return grad_x
+
+
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """Batch norm for (N, C) or (N, C, H, W).
 

@@ -136,6 +136,40 @@ def test_cross_entropy_other_errors(backend):
         F.cross_entropy(backend.tensor(np.zeros((3, 5, 2))), np.array([0, 1, 2]))
 
 
+# ---- reduction="none" and "sum" ------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@cases_on_backends("case", CASES, emulated=KERNEL_CASES[:2], ids=case_id)
+def test_per_sample_and_summed_losses_match_the_loop_reference(backend, case, dtype):
+    # Oracle: each sample alone is a batch of one, whose mean loss is that sample's loss.
+    N, C, eps = case
+    logits, labels, _ = make_case(N, C)
+    upstream = float32_exact(np.random.default_rng(3).standard_normal(N))
+    expected = [ref.cross_entropy(logits[n:n + 1], labels[n:n + 1], eps) for n in range(N)]
+    expected_grad = np.concatenate([ref.cross_entropy_backward(logits[n:n + 1], labels[n:n + 1], eps,
+                                                               grad_loss=upstream[n]) for n in range(N)])
+    z = backend.tensor(logits.astype(dtype), requires_grad=True)
+    losses = F.cross_entropy(z, backend.array(labels), label_smoothing=eps, reduction="none")
+    losses.backward(backend.array(upstream.astype(dtype)))
+    assert losses.shape == (N,)
+    assert_close(losses, expected, dtype)
+    assert_close(z.grad, expected_grad, dtype, grad=True)
+    total = F.cross_entropy(backend.tensor(logits.astype(dtype)), backend.array(labels), eps, reduction="sum")
+    assert total.shape == ()
+    assert_close(total, sum(expected), dtype, scale=max(1.0, sum(abs(e) for e in expected)))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_per_sample_and_summed_losses_gradcheck(backend, reduction):
+    logits, labels, _ = make_case(4, 5, seed=2)
+    z = backend.tensor(logits, requires_grad=True)
+    backend.gradcheck(lambda t: F.cross_entropy(t, backend.array(labels), 0.1, reduction=reduction), [z])
+
+
+def test_unknown_reduction_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="'mean', 'sum', 'none'.*'elementwise'"):
+        F.cross_entropy(minires.tensor(np.zeros((2, 3))), np.array([0, 1]), reduction="elementwise")
+
+
 # ---- optional oracle: PyTorch (NumPy path) ---------------------------------------------------
 
 def test_cross_entropy_matches_torch():
@@ -152,3 +186,8 @@ def test_cross_entropy_matches_torch():
         ploss.backward()
         assert loss.item() == pytest.approx(ploss.item(), rel=1e-12)
         np.testing.assert_allclose(tz.grad, pz.grad.numpy(), rtol=1e-10, atol=1e-14)
+        for reduction in ("none", "sum"):
+            ours = F.cross_entropy(minires.tensor(logits), labels, smoothing, reduction=reduction)
+            theirs = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(labels),
+                                                       label_smoothing=smoothing, reduction=reduction)
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)

@@ -237,8 +237,12 @@ def test_loss_modules_equal_the_functional_losses_and_torch():
     assert float(mse) == pytest.approx(((prediction - target) ** 2).mean(), rel=1e-12)
     assert float(nn.MSELoss(reduction="sum")(minires.tensor(prediction), minires.tensor(target))) == \
         pytest.approx(((prediction - target) ** 2).sum(), rel=1e-12)
-    with pytest.raises(ValueError, match="reduction must be one of 'mean'"):
-        nn.CrossEntropyLoss(reduction="none")
+    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum', 'none'"):
+        nn.CrossEntropyLoss(reduction="average")
+    per_element = nn.MSELoss(reduction="none")(minires.tensor(prediction), minires.tensor(target))
+    np.testing.assert_allclose(per_element.numpy(), (prediction - target) ** 2, rtol=1e-12)
+    summed = nn.CrossEntropyLoss(reduction="sum", label_smoothing=0.1)(minires.tensor(logits), labels)
+    assert float(summed) == pytest.approx(5 * float(ours), rel=1e-12)
     with pytest.raises(ValueError, match="same shape"):
         nn.MSELoss()(minires.tensor(prediction), minires.tensor(target[:2]))
     torch = pytest.importorskip("torch")

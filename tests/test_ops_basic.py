@@ -77,10 +77,12 @@ CASES = {
     "reshape_tuple": (lambda a: a.reshape((4, -1)), lambda a: a.reshape(4, -1), [((2, 3, 4), N)]),
     "reshape_fn": (lambda a: minires.reshape(a, (-1,)), lambda a: a.reshape(-1), [((2, 3, 4), N)]),
     "transpose_T": (lambda a: a.T, lambda a: a.T, [((3, 4), N)]),
-    "transpose_default": (lambda a: a.transpose(), lambda a: a.transpose(), [((2, 3, 4), N)]),
-    "transpose_axes": (lambda a: a.transpose(1, 0, 2), lambda a: a.transpose(1, 0, 2), [((2, 3, 4), N)]),
-    "transpose_cycle": (lambda a: a.transpose((2, 0, 1)), lambda a: a.transpose(2, 0, 1), [((2, 3, 4), N)]),
-    "transpose_negative": (lambda a: minires.transpose(a, (-1, 0, 1)), lambda a: a.transpose(2, 0, 1),
+    "T": (lambda a: a.T, lambda a: a.transpose(), [((2, 3, 4), N)]),
+    "permute_axes": (lambda a: a.permute(1, 0, 2), lambda a: a.transpose(1, 0, 2), [((2, 3, 4), N)]),
+    "permute_cycle": (lambda a: a.permute((2, 0, 1)), lambda a: a.transpose(2, 0, 1), [((2, 3, 4), N)]),
+    "transpose_swaps_two": (lambda a: a.transpose(0, 2), lambda a: a.swapaxes(0, 2), [((2, 3, 4), N)]),
+    "transpose_negative": (lambda a: minires.transpose(a, -1, 0), lambda a: a.swapaxes(2, 0), [((2, 3, 4), N)]),
+    "permute_negative": (lambda a: minires.permute(a, (-1, 0, 1)), lambda a: a.transpose(2, 0, 1),
                            [((2, 3, 4), N)]),
     "flatten": (lambda a: a.flatten(), lambda a: a.reshape(-1), [((2, 3, 4), N)]),
     "flatten_start1": (lambda a: minires.flatten(a, 1), lambda a: a.reshape(2, -1), [((2, 3, 4), N)]),
@@ -351,8 +353,12 @@ def test_bad_reshape_raises_value_error(shape):
 
 
 def test_bad_transpose_axes_raise():
-    with pytest.raises(ValueError):
-        make((2, 3, 4), 0).transpose(0, 0, 1)
+    with pytest.raises(ValueError, match="not a permutation"):
+        make((2, 3, 4), 0).permute(0, 0, 1)
+    with pytest.raises(ValueError, match="permute"):
+        make((2, 3, 4), 0).transpose(0, 3)
+    with pytest.raises(TypeError):  # NumPy's transpose(axes) habit: PyTorch's transpose takes two dims
+        make((2, 3, 4), 0).transpose(2, 0, 1)
 
 
 def test_reduction_axis_out_of_range_raises():

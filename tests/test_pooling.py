@@ -182,7 +182,7 @@ def test_pool_reads_strided_views(backend, pool):
     x = distinct_values((2, 3, 8, 7))
     upstream = np.random.default_rng(4).standard_normal((2, 3, 4, 4))
     tx = backend.tensor(x, requires_grad=True)
-    x_view = tx.transpose(0, 1, 3, 2)
+    x_view = tx.transpose(2, 3)
     assert not x_view.data.flags.c_contiguous
     y = POOLS[pool](x_view, **window(case))
     y.backward(backend.array(upstream).transpose(0, 1, 3, 2))

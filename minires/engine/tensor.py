@@ -392,14 +392,20 @@ class Tensor:
         and copies when it cannot, where PyTorch's view would raise)."""
         return self.reshape(*shape)
 
-    def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return ops.transpose(self, axes or None)
+    def permute(self, *dims):
+        """The axes in the order ``dims``: ``x.permute(0, 2, 3, 1)`` turns NCHW into NHWC."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        return ops.permute(self, dims)
+
+    def transpose(self, dim0, dim1):
+        """PyTorch's transpose: swap two axes. (NumPy's transpose(axes), all axes at once, is ``permute``.)"""
+        return ops.transpose(self, dim0, dim1)
 
     @property
     def T(self):
-        return ops.transpose(self, None)
+        """All axes reversed (the matrix transpose, for a 2-D tensor)."""
+        return ops.permute(self, None)
 
     def flatten(self, start_dim=0, end_dim=-1):
         return ops.flatten(self, start_dim, end_dim)

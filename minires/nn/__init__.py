@@ -2,7 +2,7 @@
 from minires.nn.module import Module
 from minires.nn.parameter import Parameter
 from minires.nn.layers import (
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Identity,
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Identity,
     Linear, MaxPool2d, ReLU, Sequential,
 )
 from minires.nn.activations import LogSoftmax, Sigmoid, Softmax, Tanh
@@ -13,6 +13,6 @@ from minires import functional
 
 __all__ = [
     "Module", "Parameter", "Conv2d", "BatchNorm1d", "BatchNorm2d", "Linear", "ReLU", "MaxPool2d",
-    "AvgPool2d", "GlobalAvgPool2d", "Dropout", "Flatten", "Identity", "Sequential", "init", "functional",
+    "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool2d", "Dropout", "Flatten", "Identity", "Sequential", "init", "functional",
     "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ModuleList", "ModuleDict", "CrossEntropyLoss", "MSELoss",
 ]

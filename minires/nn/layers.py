@@ -114,6 +114,29 @@ class AvgPool2d(_Pool2d):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 
+class _AdaptivePool2d(Module):
+    """What the adaptive poolings share: the output size (an int, a pair, or a pair with None)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool2d(_AdaptivePool2d):
+    """(N, C, H, W) -> (N, C, OH, OW); ``AdaptiveAvgPool2d(1)`` then ``Flatten()`` is ``GlobalAvgPool2d()``."""
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+
+class AdaptiveMaxPool2d(_AdaptivePool2d):
+    def forward(self, x):
+        return F.adaptive_max_pool2d(x, self.output_size)
+
+
 class GlobalAvgPool2d(Module):
     """(N, C, H, W) -> (N, C): the average of each channel."""
 

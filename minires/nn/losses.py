@@ -5,7 +5,7 @@ Each is a thin wrapper that remembers its settings and calls the functional form
 import minires.functional as F
 from minires.nn.module import Module
 
-REDUCTIONS = ("mean", "sum")
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def _check_reduction(loss, reduction, allowed):
@@ -15,23 +15,26 @@ def _check_reduction(loss, reduction, allowed):
 
 
 class CrossEntropyLoss(Module):
-    """Mean softmax cross-entropy of logits (N, C) against integer labels (N,), with optional
-    label smoothing: ``F.cross_entropy``. Only reduction='mean' (PyTorch's default) is offered."""
+    """Softmax cross-entropy of logits (N, C) against integer labels (N,), with optional label
+    smoothing: ``F.cross_entropy``. ``reduction`` is "mean" (the default), "sum" or "none"."""
 
     def __init__(self, label_smoothing=0.0, reduction="mean"):
         super().__init__()
-        self.reduction = _check_reduction("CrossEntropyLoss", reduction, ("mean",))
+        self.reduction = _check_reduction("CrossEntropyLoss", reduction, REDUCTIONS)
         self.label_smoothing = label_smoothing
 
     def forward(self, logits, labels):
-        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing, reduction=self.reduction)
 
     def extra_repr(self):
-        return f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        settings = [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
+        settings += [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
+        return ", ".join(settings)
 
 
 class MSELoss(Module):
-    """Mean (or summed) squared error, (input - target)^2 over every element."""
+    """Squared error (input - target)^2 of every element: the mean (the default), the sum, or
+    (``reduction="none"``) every element's own."""
 
     def __init__(self, reduction="mean"):
         super().__init__()
@@ -42,6 +45,8 @@ class MSELoss(Module):
             raise ValueError(f"MSELoss: input {tuple(input.shape)} and target {tuple(target.shape)} "
                              "must have the same shape")
         squared = (input - target) ** 2
+        if self.reduction == "none":
+            return squared
         return squared.mean() if self.reduction == "mean" else squared.sum()
 
     def extra_repr(self):

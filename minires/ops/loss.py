@@ -1,12 +1,25 @@
-"""Softmax cross-entropy with integer labels and optional label smoothing."""
+"""Softmax cross-entropy with integer labels and optional label smoothing.
+
+The mean over the batch (PyTorch's default, and what training uses) is one fused op with
+kernels of its own. ``reduction="none"`` (one loss per sample) and ``"sum"`` are built from
+``log_softmax`` and the tensor ops instead, so their gradients come from those ops' backwards.
+"""
 import numpy
 
 from minires.backends import get_array_module
 from minires.backends.cuda import cross_entropy as cross_entropy_kernels
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
-from minires.ops.smooth import log_softmax_array
+from minires.ops.smooth import log_softmax, log_softmax_array
 from minires.ops.validate import require_float, require_ndim
+
+
+def target_distribution(xp, labels, C, eps, dtype):
+    """q = (1 - eps) one_hot(label) + eps / C, one row per label."""
+    N = labels.shape[0]
+    q = xp.full((N, C), eps / C, dtype=dtype)
+    q[xp.arange(N), labels] += 1.0 - eps
+    return q
 
 
 class CrossEntropyFunction(Function):
@@ -16,11 +29,7 @@ class CrossEntropyFunction(Function):
         self.labels, self.label_smoothing = labels, label_smoothing
 
     def target_distribution(self, labels, N, C, dtype):
-        """q = (1 - eps) one_hot(label) + eps / C."""
-        eps = self.label_smoothing
-        q = numpy.full((N, C), eps / C, dtype=dtype)
-        q[numpy.arange(N), labels] += 1.0 - eps
-        return q
+        return target_distribution(numpy, labels, C, self.label_smoothing, dtype)
 
     def forward_numpy(self, logits):
         N, C = logits.shape
@@ -47,9 +56,15 @@ class CrossEntropyFunction(Function):
         return cross_entropy_kernels.cross_entropy_backward(probabilities, labels, grad, self.label_smoothing)
 
 
-def cross_entropy(logits, labels, label_smoothing=0.0):
-    """Mean cross-entropy of logits (N, C) against integer labels (N,); PyTorch's ``F.cross_entropy``."""
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def cross_entropy(logits, labels, label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy of logits (N, C) against integer labels (N,); PyTorch's ``F.cross_entropy``:
+    the mean over the batch, or the sum, or (``reduction="none"``) the N losses themselves."""
     op = "cross_entropy"
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
     require_ndim(op, "logits", logits, 2)
     require_float(op, "logits", logits)
     label_array = labels.data if isinstance(labels, Tensor) else labels
@@ -68,5 +83,10 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
         )
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
-    label_array = Function.xp(logits.data).asarray(label_array)  # onto the logits' device
-    return CrossEntropyFunction(label_array, label_smoothing)(logits)
+    xp = Function.xp(logits.data)
+    label_array = xp.asarray(label_array)  # onto the logits' device
+    if reduction == "mean":
+        return CrossEntropyFunction(label_array, label_smoothing)(logits)
+    q = Tensor(target_distribution(xp, label_array, C, label_smoothing, logits.dtype))
+    per_sample = -(log_softmax(logits, 1) * q).sum(dim=1)  # -sum_c q_nc log softmax(z_n)_c
+    return per_sample if reduction == "none" else per_sample.sum()

@@ -26,7 +26,9 @@ class Reshape(Function):
         return grad.reshape(self.x_shape)
 
 
-class Transpose(Function):
+class Permute(Function):
+    """Reorder the axes: y has x's axis ``axes[k]`` as its axis k (all of them reversed when None)."""
+
     def __init__(self, axes=None):
         self.axes = None if axes is None else tuple(axes)
 
@@ -130,8 +132,20 @@ def reshape(x, shape):
     return Reshape(shape)(x)
 
 
-def transpose(x, axes=None):
-    return Transpose(axes)(x)
+def permute(x, dims):
+    """PyTorch's ``torch.permute``: the axes in the order ``dims`` (NumPy's ``transpose(axes)``)."""
+    return Permute(dims)(x)
+
+
+def transpose(x, dim0, dim1):
+    """PyTorch's ``torch.transpose``: swap two axes."""
+    dims = list(range(x.ndim))
+    try:
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    except (IndexError, TypeError):
+        raise ValueError(f"transpose: dims {dim0!r} and {dim1!r} must be axes of shape {tuple(x.shape)}; "
+                         "to reorder all axes at once use permute(...)") from None
+    return Permute(dims)(x)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
