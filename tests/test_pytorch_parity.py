@@ -3,7 +3,8 @@ same losses under both: the habits a student forms here carry over to PyTorch un
 
 The script uses what a first PyTorch tutorial uses: tensors, a small residual CNN with batch
 norm, ``nn.CrossEntropyLoss``, SGD with two parameter groups and a scheduler, ``float(loss)``,
-``argmax`` and an accuracy, plus a hook that records gradient norms. Both run in float64 from
+``argmax`` and an accuracy, plus a hook that records gradient norms, ``.grad`` used as a tensor and
+a last update written by hand (``p.data -= lr * p.grad``). Both run in float64 from
 the same initial weights (copied from minires's model into torch's). Skips without PyTorch.
 """
 import types
@@ -47,11 +48,12 @@ def build_model(lib):
             super().__init__()
             self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
             self.block = Block(4)
+            self.pool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(4, 3)
 
         def forward(self, x):
             x = self.block(self.stem(x))
-            return self.fc(x.mean(dim=(2, 3)))
+            return self.fc(self.pool(x).flatten(1))
 
     return Net()
 
@@ -69,21 +71,25 @@ def train(lib, state, images, labels):
     norms = []
     model.fc.weight.register_hook(lambda g: norms.append(float((g * g).sum()) ** 0.5))
     x, y = lib.tensor(images), lib.tensor(labels)
-    losses, accuracies = [], []
+    losses, accuracies, grad_sums = [], [], []
     for _ in range(STEPS):
         model.train()
         logits = model(x)
         loss = criterion(logits, y)
         optimizer.zero_grad()
         loss.backward()
+        grad_sums.append(float(model.fc.weight.grad.abs().sum()))
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
         accuracies.append(float((logits.argmax(1) == y).sum()) / len(labels))
+    for p in model.fc.parameters():  # one more update of the last layer, by hand
+        p.data -= 0.01 * p.grad
     model.eval()
     with lib.no_grad():
         eval_loss = float(criterion(model(x), y))
-    return losses, accuracies, norms, eval_loss, [g["lr"] for g in optimizer.param_groups]
+        per_sample = lib.nn.CrossEntropyLoss(reduction="none")(model(x), y).tolist()
+    return losses, accuracies, norms, grad_sums, eval_loss, per_sample, [g["lr"] for g in optimizer.param_groups]
 
 
 def test_one_training_script_gives_the_same_numbers_under_torch_and_minires():
@@ -94,6 +100,7 @@ def test_one_training_script_gives_the_same_numbers_under_torch_and_minires():
     images, labels = rng.standard_normal((6, 3, 8, 8)), rng.integers(0, 3, size=6)
     ours = train(namespace("minires"), state, images, labels)
     theirs = train(namespace("torch"), state, images, labels)
-    for name, a, b in zip(("losses", "accuracies", "gradient norms", "eval loss", "final lrs"), ours, theirs):
+    names = ("losses", "accuracies", "gradient norms", "sum |grad|", "eval loss", "per-sample losses", "final lrs")
+    for name, a, b in zip(names, ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
     assert len(ours[2]) == STEPS and ours[0][0] != ours[0][-1]  # it trained, and the hook ran each step
