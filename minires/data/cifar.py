@@ -50,7 +50,8 @@ def read_cifar_batch(path, num_records=None):
     bad = numpy.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         raise ValueError(
-            f"{path}: record {bad[0]} has label {labels[bad[0]]} ({bad.size} records have labels >= {NUM_CLASSES}); "
+            f"{path}: record {bad[0]} has label {labels[bad[0]]} ({bad.size} records have labels outside "
+            f"0..{NUM_CLASSES - 1}, from {labels[bad].min()} to {labels[bad].max()}); "
             "not a CIFAR-10 batch (CIFAR-100's binary files have two label bytes)"
         )
     images = numpy.ascontiguousarray(records[:, 1:]).reshape(count, CHANNELS, HEIGHT, WIDTH)

@@ -17,7 +17,7 @@ import numpy
 
 from minires.data.download import (
     CIFAR10_FILES, CIFAR10_MIRRORS, FASHION_MNIST_FILES, FASHION_MNIST_MIRRORS, MNIST_FILES, MNIST_MIRRORS,
-    download as download_file, extract_tar,
+    download as download_file, extract_tar, verify_file,
 )
 from minires.data.cifar import read_cifar_batches
 from minires.data.idx import read_idx
@@ -63,6 +63,42 @@ def _resolve_root(root):
     return os.path.abspath(os.path.expanduser(os.fspath(root))) if root is not None else default_root()
 
 
+def _is_file(dataset, path):
+    """True when ``path`` is a file, False when nothing is there; a directory in its place is an error."""
+    if os.path.isdir(path):
+        raise FileNotFoundError(
+            f"{dataset}: {path} is a directory, expected the file {os.path.basename(path)}; "
+            "remove or rename that directory, then put the file there or rerun with --download (download=True)"
+        )
+    return os.path.isfile(path)
+
+
+def _check_labels(labels, num_classes, path):
+    """Raise ``ValueError`` naming ``path`` unless every label is an integer in 0 .. num_classes - 1."""
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{path}: the labels are {labels.dtype.name} numbers, expected integer class indices")
+    bad = numpy.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise ValueError(
+            f"{path}: {bad.size} of {len(labels)} labels are outside 0..{num_classes - 1} "
+            f"(bad values range from {labels[bad].min()} to {labels[bad].max()}; the first, {labels[bad[0]]}, "
+            f"is at index {bad[0]}): the file is corrupt or not a {num_classes}-class label file"
+        )
+
+
+def _check_counts(dataset, images, images_path, labels, labels_path):
+    """Raise ``ValueError`` naming both files unless they are N x H x W images and N labels."""
+    if images.ndim != 3:
+        raise ValueError(f"{dataset}: {images_path} has shape {images.shape}, expected N x H x W images")
+    if labels.ndim != 1:
+        raise ValueError(f"{dataset}: {labels_path} has shape {labels.shape}, expected N labels")
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{dataset}: {images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
+            "one of them is truncated or they come from different data sets"
+        )
+
+
 def _missing_file(dataset, filename, folder, how_by_hand):
     return FileNotFoundError(
         f"{dataset}: {filename} was not found in {folder}\n"
@@ -87,13 +123,11 @@ class MNIST(ArrayDataset):
         self.root = _resolve_root(root)
         self.train = train
         prefix = "train" if train else "t10k"
-        images = read_idx(self._file(f"{prefix}-images-idx3-ubyte.gz", download))
-        labels = read_idx(self._file(f"{prefix}-labels-idx1-ubyte.gz", download))
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(
-                f"{type(self).__name__}: image file has shape {images.shape} and label file {labels.shape}; "
-                "expected N x H x W images and N labels"
-            )
+        images_path = self._file(f"{prefix}-images-idx3-ubyte.gz", download)
+        labels_path = self._file(f"{prefix}-labels-idx1-ubyte.gz", download)
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        _check_counts(type(self).__name__, images, images_path, labels, labels_path)
+        _check_labels(labels, len(self.classes), labels_path)
         super().__init__(images[:, None], labels)
 
     def _file(self, name, download):
@@ -101,7 +135,7 @@ class MNIST(ArrayDataset):
         folder = os.path.join(self.root, self.folder)
         path = os.path.join(folder, name)
         for candidate in (path, path[:-3]):   # foo.gz, or foo already gunzipped
-            if os.path.isfile(candidate):
+            if _is_file(type(self).__name__, candidate):
                 return candidate
         if not download:
             urls = " or ".join(m + name for m in self.mirrors)
@@ -128,7 +162,10 @@ class CIFAR10(ArrayDataset):
     """CIFAR-10: 50,000 training / 10,000 test colour images, 3 x 32 x 32, 10 classes.
 
     Files: ``root/cifar-10-batches-bin/data_batch_{1..5}.bin`` and ``test_batch.bin``,
-    the official *binary* version (``cifar-10-binary.tar.gz``).
+    the official *binary* version (``cifar-10-binary.tar.gz``). When they are
+    missing, ``root/cifar-10-binary.tar.gz`` is extracted: downloaded first when
+    ``download=True`` and it is absent, and always checked against its pinned
+    checksum before extraction.
     """
 
     folder = "cifar-10-batches-bin"
@@ -144,22 +181,33 @@ class CIFAR10(ArrayDataset):
         self.train = train
         names = [f"data_batch_{i}.bin" for i in range(1, 6)] if train else ["test_batch.bin"]
         folder = os.path.join(self.root, self.folder)
-        missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
+        paths = [os.path.join(folder, n) for n in names]
+        missing = [p for p in paths if not _is_file("CIFAR10", p)]
         if missing:
-            if not download:
-                urls = " or ".join(m + self.archive for m in self.mirrors)
-                raise _missing_file("CIFAR10", missing[0], folder,
-                                    f"download {self.archive} by hand from {urls} and extract it in "
-                                    f"{self.root} (it creates {self.folder}/)")
-            self._download_and_extract()
-        images, labels = read_cifar_batches([os.path.join(folder, n) for n in names], self.records_per_batch)
+            self._extract_archive(download, missing[0])
+            missing = [p for p in paths if not _is_file("CIFAR10", p)]
+            if missing:
+                raise FileNotFoundError(
+                    f"CIFAR10: {os.path.join(self.root, self.archive)} was extracted but {missing[0]} "
+                    f"is still missing; the archive is not the official {self.archive}"
+                )
+        images, labels = read_cifar_batches(paths, self.records_per_batch)
         super().__init__(images, labels)
 
-    def _download_and_extract(self):
+    def _extract_archive(self, download, missing):
+        """Extract ``root/cifar-10-binary.tar.gz`` (downloading it if asked), after checking its checksum."""
         archive = os.path.join(self.root, self.archive)
-        if not os.path.isfile(archive):
-            sha256, md5 = self.resources[self.archive]
+        urls = " or ".join(m + self.archive for m in self.mirrors)
+        sha256, md5 = self.resources[self.archive]
+        if not _is_file("CIFAR10", archive):
+            if not download:
+                raise _missing_file("CIFAR10", os.path.basename(missing), os.path.dirname(missing),
+                                    f"download {self.archive} by hand from {urls} and put it in "
+                                    f"{self.root} (it is checked and extracted into {self.folder}/)")
             download_file([m + self.archive for m in self.mirrors], archive, sha256=sha256, md5=md5)
+        verify_file(archive, sha256=sha256, md5=md5,
+                    advice=f"Delete it and rerun with --download (download=True), "
+                           f"or put the official {self.archive} from {urls} there.")
         extract_tar(archive, self.root)   # creates root/cifar-10-batches-bin/
 
 
@@ -171,8 +219,11 @@ SAMPLE_TRAIN_SIZE = 8000
 
 @functools.lru_cache(maxsize=1)
 def _sample_arrays():
-    images = read_idx(os.path.join(SAMPLE_DIR, "t10k-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(SAMPLE_DIR, "t10k-labels-idx1-ubyte.gz"))
+    images_path = os.path.join(SAMPLE_DIR, "t10k-images-idx3-ubyte.gz")
+    labels_path = os.path.join(SAMPLE_DIR, "t10k-labels-idx1-ubyte.gz")
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    _check_counts("MNISTSample", images, images_path, labels, labels_path)
+    _check_labels(labels, len(MNIST.classes), labels_path)
     images.setflags(write=False)   # shared between instances: never modified in place
     labels.setflags(write=False)
     return images, labels

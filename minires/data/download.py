@@ -3,18 +3,22 @@
 ``download`` never leaves a half-written file where a good one is expected:
 bytes go to a temporary file next to the target, the checksum is verified, and
 only then does ``os.replace`` move it into place (a single atomic step).
+``verify_file`` checks a file that is already on disk the same way, and
+``extract_tar`` turns a junk or truncated archive into a ``ValueError``.
 
 The checksums of the files the data sets use are pinned below; each SHA-256
 was cross-checked against several independent public listings that pair it
 with the MD5 published by torchvision (MNIST, Fashion-MNIST) or by the
 CIFAR-10 page. Both are verified.
 """
+import gzip
 import hashlib
 import os
 import sys
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from http.client import HTTPException
 
 from tqdm import tqdm
@@ -70,6 +74,28 @@ def file_checksum(path, algorithm="sha256"):
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def verify_file(path, sha256=None, md5=None, advice="Delete it and fetch it again."):
+    """Check a file against its expected SHA-256 and/or MD5 before it is used; returns ``path``.
+
+    A mismatch raises ``ValueError`` naming the file, the expected and the actual
+    checksum, followed by ``advice`` (what to do about it).
+    """
+    path = os.fspath(path)
+    expected = {a: v.lower() for a, v in (("sha256", sha256), ("md5", md5)) if v}
+    if not expected:
+        return path
+    digests = {a: hashlib.new(a) for a in expected}
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            for d in digests.values():
+                d.update(chunk)
+    wrong = [f"{a} is {digests[a].hexdigest()}, expected {v}" for a, v in expected.items()
+             if digests[a].hexdigest() != v]
+    if wrong:
+        raise ValueError(f"{path} is corrupt or not the expected file: its " + "; ".join(wrong) + f". {advice}")
+    return path
 
 
 def _fetch(url, tmp_path, name, timeout):
@@ -154,23 +180,35 @@ def extract_tar(archive, dest):
 
     Uses ``filter="data"`` so that a hostile archive cannot write outside
     ``dest``, create links or device files; on Pythons without extraction filters
-    the same rules are checked by hand. An unsafe member raises ``ValueError``.
+    the same rules are checked by hand. An unsafe member raises ``ValueError``,
+    and so does an archive that is truncated or not a tar archive at all.
     """
     archive = os.fspath(archive)
     dest = os.path.realpath(os.fspath(dest))
     os.makedirs(dest, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        if _HAS_FILTER:
-            try:
-                tar.extractall(dest, filter="data")
-            except tarfile.FilterError as error:
-                raise ValueError(f"{archive}: refusing to extract an unsafe member: {error}") from error
-        else:
-            members = tar.getmembers()
-            for member in members:
-                try:
-                    _check_member(member, dest)
-                except ValueError as error:
-                    raise ValueError(f"{archive}: refusing to extract an unsafe member: {error}") from None
-            tar.extractall(dest, members=members)
+    try:
+        with tarfile.open(archive) as tar:
+            _extract_all(tar, archive, dest)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise ValueError(
+            f"{archive} is corrupt or not a tar archive ({type(error).__name__}: {error}); "
+            "delete it and fetch it again"
+        ) from error
     return dest
+
+
+def _extract_all(tar, archive, dest):
+    """Extract every member of an open ``tar``, refusing unsafe ones with ``ValueError``."""
+    if _HAS_FILTER:
+        try:
+            tar.extractall(dest, filter="data")
+        except tarfile.FilterError as error:
+            raise ValueError(f"{archive}: refusing to extract an unsafe member: {error}") from error
+    else:
+        members = tar.getmembers()
+        for member in members:
+            try:
+                _check_member(member, dest)
+            except ValueError as error:
+                raise ValueError(f"{archive}: refusing to extract an unsafe member: {error}") from None
+        tar.extractall(dest, members=members)
