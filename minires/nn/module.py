@@ -21,6 +21,16 @@ from minires.engine.tensor import RemovableHandle, Tensor, require_tensor
 from minires.nn.hooks import call_with_hooks
 from minires.nn.parameter import Parameter
 
+_SHOWN_KEYS = 5  # how many keys of each kind a load_state_dict error names
+
+
+def _first_few(items, separator):
+    """``items`` joined, the first few only, then how many more: a model mismatch names
+    hundreds of keys, and the first ones tell what went wrong."""
+    shown = separator.join(items[:_SHOWN_KEYS])
+    more = len(items) - _SHOWN_KEYS
+    return f"{shown} ... and {more} more ({len(items)} in all)" if more > 0 else shown
+
 
 class Module:
     def __init__(self):
@@ -166,8 +176,8 @@ class Module:
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters and buffers. With ``strict``, any missing,
-        unexpected or wrongly shaped key raises one RuntimeError that lists them all
-        (PyTorch's error, and its first line)."""
+        unexpected or wrongly shaped key raises one RuntimeError that names them, the first
+        few of each kind and how many more (PyTorch's error, and its first line)."""
         own = dict(self.named_tensors())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -179,11 +189,11 @@ class Module:
         if wrong_shape or (strict and (missing or unexpected)):
             problems = []
             if missing:
-                problems.append("missing keys: " + ", ".join(missing))
+                problems.append("missing keys: " + _first_few(missing, ", "))
             if unexpected:
-                problems.append("unexpected keys: " + ", ".join(unexpected))
+                problems.append("unexpected keys: " + _first_few(unexpected, ", "))
             if wrong_shape:
-                problems.append("wrongly shaped keys: " + "; ".join(wrong_shape))
+                problems.append("wrongly shaped keys: " + _first_few(wrong_shape, "; "))
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(problems))
         for name, t in own.items():
             if name in state_dict:
