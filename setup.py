@@ -22,7 +22,9 @@ setup(
         # multiplies), so a machine with only the NVIDIA driver works. CuPy 14 needs NumPy 2.
         "cuda12": ["cupy-cuda12x[ctk]>=14", "numpy>=2"],
         "cuda13": ["cupy-cuda13x[ctk]>=14", "numpy>=2"],
-        "dev": ["pytest>=7", "jupytext>=1.14"],  # jupytext: the tutorials are checked as notebooks too
+        # jupytext: the tutorials are checked as notebooks too; nbclient + ipykernel execute
+        # tutorial 6 as a notebook (tests/test_notebook.py: its figures show inline)
+        "dev": ["pytest>=7", "jupytext>=1.14", "nbclient>=0.5", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["minires=minires.__main__:main"]},
     license="MIT",

@@ -78,25 +78,28 @@ def write_csv(out, filename, rows):
 # ---- figures ----------------------------------------------------------------------------
 
 def new_figure(columns=1, width_per_column=5.5, height=4.0):
-    """A matplotlib figure with ``columns`` side-by-side axes, drawn off screen (Agg)."""
-    import matplotlib
+    """A matplotlib Figure with ``columns`` side-by-side axes, for files only.
 
-    matplotlib.use("Agg")  # files only; no window
-    import matplotlib.pyplot as plt
+    It is made with the object API (``matplotlib.figure.Figure``), not pyplot: it never
+    opens a window, never shows up inline in a notebook, and leaves matplotlib's backend
+    alone (a notebook's inline backend keeps working after an experiment ran).
+    """
+    from matplotlib.figure import Figure
 
-    figure, axes = plt.subplots(1, columns, figsize=(width_per_column * columns, height), squeeze=False)
+    figure = Figure(figsize=(width_per_column * columns, height))
+    axes = figure.subplots(1, columns, squeeze=False)
     return figure, list(axes[0])
 
 
 def save_figure(figure, out, filename, title=""):
-    """Write ``figure`` as a small PNG into ``out`` (if not None) and close it."""
-    import matplotlib.pyplot as plt
+    """Write ``figure`` as a small PNG into ``out`` (if not None); returns the path (None if not written).
 
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
+    To look at it in a notebook, show the file, e.g. ``plt.imshow(plt.imread(path))``.
+    """
     path = output_path(out, filename)
     if path is not None:
+        if title:
+            figure.suptitle(title)
+        figure.tight_layout()
         figure.savefig(path, dpi=90)
-    plt.close(figure)
     return path
