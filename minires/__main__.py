@@ -2,8 +2,13 @@
 
 With no arguments, ``python -m minires train`` trains the small MNIST ResNet on the
 bundled MNIST sample, offline.
+
+A mistake (a bad flag, a missing or broken file, an unusable device) is one line
+``error: ...`` and exit status 2; a run whose loss diverges exits with 1. Set
+``MINIRES_DEBUG=1`` to get the full traceback instead.
 """
 import argparse
+import os
 import sys
 
 
@@ -45,12 +50,18 @@ def main(argv=None):
         from minires.training import evaluate_command
 
         return evaluate_command.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        # Bad input gets one clear line, not a traceback.
+    except (ValueError, OSError, RuntimeError) as err:
+        # Bad input, and a run that diverged, get one clear line, not a traceback.
+        if os.environ.get("MINIRES_DEBUG"):
+            raise
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        from minires.training.training_run import TrainingDiverged
+
+        return 1 if isinstance(err, TrainingDiverged) else 2
     except KeyboardInterrupt:
-        print("interrupted; the last finished epoch's checkpoint is intact (resume with --resume)", file=sys.stderr)
+        if os.environ.get("MINIRES_DEBUG"):
+            raise
+        print("interrupted", file=sys.stderr)
         return 130
 
 

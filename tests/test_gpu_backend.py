@@ -43,7 +43,7 @@ def test_cuda_status_says_what_is_missing(monkeypatch, error, expected):
 def test_cuda_status_without_cupy_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(dispatch, "cupy", None)
     usable, reason = dispatch.cuda_status()
-    assert not usable and "CuPy is not installed" in reason and "minires[cuda12]" in reason
+    assert not usable and "CuPy is not installed" in reason and 'pip install ".[cuda12]"' in reason
 
 
 def fake_cupy_with_a_gpu(nvrtc_error=None, cublas_error=None):
@@ -68,7 +68,7 @@ def test_cuda_status_says_a_gpu_without_the_cuda_libraries_is_not_usable(monkeyp
     monkeypatch.setattr(dispatch, "cupy", fake)
     monkeypatch.setattr(dispatch, "_libraries_loaded", False)
     usable, reason = dispatch.cuda_status()
-    assert not usable and f"cannot load {missing}" in reason and "[ctk]" in reason and "minires[cuda12]" in reason
+    assert not usable and f"cannot load {missing}" in reason and "[ctk]" in reason and 'pip install ".[cuda12]"' in reason
     monkeypatch.setattr(dispatch, "cupy", fake_cupy_with_a_gpu())
     assert dispatch.cuda_status() == (True, "1 CUDA device(s) found")
 

@@ -5,7 +5,7 @@ import is attempted once here and every other module asks this one.
 """
 import numpy
 
-try:  # CuPy is an optional extra (pip install minires[cuda12] or [cuda13])
+try:  # CuPy is an optional extra (pip install ".[cuda12]" or ".[cuda13]")
     import cupy
     cupy_import_error = None
 except ImportError as err:
@@ -13,7 +13,7 @@ except ImportError as err:
 except Exception as err:  # a CuPy build that fails to load its CUDA libraries or this NumPy
     cupy, cupy_import_error = None, err
 
-INSTALL_HINT = "pip install 'minires[cuda12]' or 'minires[cuda13]'"
+INSTALL_HINT = "pip install \".[cuda12]\" (or \".[cuda13]\") from the minires folder, as the README says"
 
 
 def cuda_status():
@@ -29,7 +29,7 @@ def cuda_status():
         message = str(err)
         if "InsufficientDriver" in message:
             return False, ("the NVIDIA driver is too old for this CuPy build; update the driver or install "
-                           f"the CuPy for your CUDA version (minires[cuda12] instead of [cuda13]) ({message})")
+                           f"the CuPy for your CUDA version ('.[cuda12]' instead of '.[cuda13]') ({message})")
         if "NoDevice" in message:
             return False, f"CuPy is installed but no CUDA device was found ({message})"
         return False, f"CuPy could not talk to the CUDA driver (is the NVIDIA driver installed?): {message}"

@@ -4,9 +4,9 @@ from minires.backends import cuda_status, normalize_device
 
 def check_device(device):
     """The normalised device name ("cpu", "cuda:0", ...); RuntimeError saying why when a GPU is not usable."""
-    device = normalize_device(device)
-    if device != "cpu":
+    normalized = normalize_device(device)
+    if normalized != "cpu":
         usable, reason = cuda_status()
         if not usable:
             raise RuntimeError(f"--device {device} is not usable: {reason}")
-    return device
+    return normalized

@@ -13,22 +13,30 @@ from minires.training.loop import evaluate
 def add_evaluate_arguments(parser):
     parser.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by 'minires train'")
     parser.add_argument("--dataset", default=None, help="data set to evaluate on (default: the one it was trained on)")
-    parser.add_argument("--model", default=None, help="expected architecture (checked against the checkpoint)")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--download", action="store_true")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default=None, help="the architecture you expect; refused if the checkpoint "
+                        "holds another")
+    parser.add_argument("--data-root", default=None, help="data folder (default: the one the run was trained "
+                        "with, else $MINIRES_DATA or ~/.cache/minires)")
+    parser.add_argument("--download", action="store_true", help="fetch the data set if it is missing")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
 
 
 def run(args, out=print):
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size {args.batch_size}: must be at least 1")
     device = check_device(args.device)
     state = load_checkpoint(args.checkpoint)
     if "config" not in state or "model" not in state:
         raise ValueError(f"{args.checkpoint} is not a checkpoint written by 'minires train'")
     config = json.loads(state["config"])
-    model_name = args.model or config["model"]
+    if args.model is not None and args.model != config["model"]:
+        raise ValueError(f"checkpoint {args.checkpoint} holds a {config['model']}, not a {args.model} "
+                         "(leave out --model to evaluate what it holds)")
+    model_name = config["model"]
     dataset = args.dataset or config["dataset"]
-    train_set, test_set = load_datasets(dataset, args.data_root, args.download)
+    data_root = args.data_root if args.data_root is not None else config.get("data_root")
+    train_set, test_set = load_datasets(dataset, data_root, args.download)
     # Normalise exactly as in training: with the training split's statistics.
     if config.get("val_fraction", 0) > 0 and dataset == config["dataset"]:
         train_set, _ = split_off_validation(train_set, config["val_fraction"], config["seed"])
@@ -46,7 +54,7 @@ def run(args, out=print):
     loss, accuracy, confusion = evaluate(model, loader, len(test_set.classes), device)
     out(f"{model_name} ({args.checkpoint}, epoch {state.get('epoch', '?')}) on {dataset} test set: "
         f"accuracy {accuracy:.4f}, loss {loss:.4f}, {int(confusion.sum())} images")
-    width = max(len(str(c)) for c in test_set.classes)
+    width = max(len("class"), *(len(str(c)) for c in test_set.classes))
     out(f"{'class':<{width}}  {'images':>6}  {'correct':>7}  {'accuracy':>8}")
     for index, name in enumerate(test_set.classes):
         total, correct = int(confusion[index].sum()), int(confusion[index, index])

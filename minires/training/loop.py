@@ -68,10 +68,28 @@ def train_steps(model, batches, optimizer, steps, device="cpu", *, scheduler=Non
     return metrics
 
 
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite: the weights are no longer usable."""
+
+    def __init__(self, step, steps):
+        super().__init__(f"the training loss became NaN or infinite at step {step} of {steps}")
+        self.step, self.steps = step, steps
+
+
 def train_epoch(model, loader, optimizer, device="cpu", label_smoothing=0.0, progress=False, description="train"):
-    """Train for one pass over ``loader``; returns (mean loss, accuracy) over the samples seen."""
+    """Train for one pass over ``loader``; returns (mean loss, accuracy) over the samples seen.
+
+    Raises :class:`NonFiniteLoss` once a step's loss is NaN or infinite. The check reads one
+    number back every ``REFRESH`` steps (a wait on a GPU), so training stops within that many
+    steps of the first bad one, and the error names the first bad step itself.
+    """
+    def diverged(step, metrics):
+        return step % REFRESH == 0 and metrics.first_nonfinite_step is not None
+
     metrics = train_steps(model, loader, optimizer, len(loader), device, label_smoothing=label_smoothing,
-                          progress=progress, description=description)
+                          on_step=diverged, progress=progress, description=description)
+    if metrics.first_nonfinite_step is not None:
+        raise NonFiniteLoss(metrics.first_nonfinite_step, len(loader))
     return metrics.loss, metrics.accuracy
 
 

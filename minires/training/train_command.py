@@ -3,11 +3,20 @@
 The recipe defaults follow He et al. 2015 for CIFAR-10: SGD with learning rate
 0.1, momentum 0.9, weight decay 1e-4, batch 128, the learning rate divided by 10
 at 50% and 75% of training, 4-pixel pad-and-crop plus horizontal flips.
+
+Before any data is read, every flag is checked (``check_flags``) and the output
+folder is chosen and tested for writing (``choose_out``): a run never writes into
+a folder that holds another run's files, unless asked to with ``--overwrite``.
 """
 import json
+import math
 import os
 import sys
 
+import numpy
+
+from minires.models import REGISTRY
+from minires.serialization import load_checkpoint
 from minires.training.dataset_registry import DATASETS
 from minires.training.device import check_device
 from minires.training.training_run import (
@@ -20,75 +29,223 @@ DEFAULTS = {
     "warmup_epochs": 0, "label_smoothing": 0.0, "augment": None, "val_fraction": 0.0, "patience": None,
     "seed": 0, "data_root": None, "download": False, "device": "cpu", "out": None,
 }
+# What a run folder may hold (checkpoint.npz, ...): --overwrite empties only folders like that.
+RUN_FILES = {"checkpoint.npz", "best.npz", "metrics.jsonl", "curves.png"}
 
 
 def add_train_arguments(parser):
+    """Every flag defaults to None, meaning "not given": ``config_from_args`` fills in DEFAULTS,
+    and --resume applies only the flags that were given."""
     d = DEFAULTS
-    parser.add_argument("--model", default=d["model"], help="model name (default %(default)s)")
-    parser.add_argument("--dataset", default=d["dataset"], choices=sorted(DATASETS), help="default %(default)s (bundled, offline)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 182 for cifar10 (the paper's 64k iterations), less for the MNISTs")
-    parser.add_argument("--batch-size", type=int, default=d["batch_size"])
-    parser.add_argument("--lr", type=float, default=d["lr"])
-    parser.add_argument("--momentum", type=float, default=d["momentum"])
-    parser.add_argument("--weight-decay", type=float, default=d["weight_decay"])
-    parser.add_argument("--nesterov", action="store_true")
-    parser.add_argument("--milestones", type=float, nargs="*", default=d["milestones"],
+    parser.add_argument("--model", help=f"model name (default {d['model']}): {', '.join(sorted(REGISTRY))}")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), help=f"default {d['dataset']} (bundled, offline)")
+    parser.add_argument("--epochs", type=int, help="epochs in all (default: 182 for cifar10, the paper's 64k "
+                        "iterations; 6 to 20 for the MNISTs); with --resume, a larger number extends the run")
+    parser.add_argument("--batch-size", type=int, help=f"images per SGD step (default {d['batch_size']})")
+    parser.add_argument("--lr", type=float, help=f"initial learning rate (default {d['lr']})")
+    parser.add_argument("--momentum", type=float, help=f"SGD momentum, in [0, 1) (default {d['momentum']})")
+    parser.add_argument("--weight-decay", type=float, help=f"L2 weight decay (default {d['weight_decay']})")
+    parser.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
+    parser.add_argument("--milestones", type=float, nargs="*",
                         help="fractions of training at which the lr is multiplied by --gamma (default 0.5 0.75)")
-    parser.add_argument("--gamma", type=float, default=d["gamma"])
-    parser.add_argument("--warmup-epochs", type=int, default=d["warmup_epochs"], help="linear lr warm-up (the paper uses it for ResNet-110)")
-    parser.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
-    parser.add_argument("--augment", choices=["on", "off"], default=None, help="pad-crop + flip (default: on for cifar10)")
-    parser.add_argument("--val-fraction", type=float, default=d["val_fraction"], help="hold out this fraction of the training set (default 0.1 with --patience)")
-    parser.add_argument("--patience", type=int, default=None, help="stop when validation accuracy has not improved for this many epochs")
-    parser.add_argument("--seed", type=int, default=d["seed"])
-    parser.add_argument("--data-root", default=None, help="data folder (default $MINIRES_DATA or ~/.cache/minires)")
-    parser.add_argument("--download", action="store_true", help="fetch the data set if it is missing")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--out", default=None, help="output folder (default runs/MODEL-DATASET)")
-    parser.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run exactly where its checkpoint ended")
-    parser.add_argument("--stop-after", type=int, default=None, metavar="N", help="train at most N epochs in this invocation (resume later)")
+    parser.add_argument("--gamma", type=float, help=f"lr factor at each milestone, in (0, 1] (default {d['gamma']})")
+    parser.add_argument("--warmup-epochs", type=int, help="linear lr warm-up epochs (default 0; the paper uses it "
+                        "for ResNet-110)")
+    parser.add_argument("--label-smoothing", type=float, help="in [0, 1] (default 0)")
+    parser.add_argument("--augment", choices=["on", "off"], help="pad-crop + flip (default: on for cifar10)")
+    parser.add_argument("--val-fraction", type=float, help="hold out this fraction of the training set, in [0, 1) "
+                        "(default 0, or 0.1 with --patience)")
+    parser.add_argument("--patience", type=int, help="stop when validation accuracy has not improved for this "
+                        "many epochs")
+    parser.add_argument("--seed", type=int, help=f"seed for weights, data order and augmentation (default {d['seed']})")
+    parser.add_argument("--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires); with "
+                        "--resume, where the data is now")
+    parser.add_argument("--download", action="store_true", default=None, help="fetch the data set if it is missing")
+    parser.add_argument("--device", help="cpu (default) or cuda / cuda:N")
+    parser.add_argument("--out", help="output folder (default runs/MODEL-DATASET, or runs/MODEL-DATASET-2, ... "
+                        "when that holds a run); a folder holding a run is refused")
+    parser.add_argument("--overwrite", action="store_true", help="empty the --out folder (a run folder) first")
+    parser.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue the run of a checkpoint.npz; flags given now override its settings")
+    parser.add_argument("--stop-after", type=int, metavar="N", help="train at most N epochs in this invocation "
+                        "(resume later)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def given_flags(args):
+    """The settings typed on the command line: {key: value} for every flag that is not None."""
+    given = {key: getattr(args, key) for key in DEFAULTS if getattr(args, key) is not None}
+    if "augment" in given:
+        given["augment"] = given["augment"] == "on"
+    return given
+
+
+def check_flags(args):
+    """ValueError naming the flag for any setting out of its range (before anything is read)."""
+    def need(ok, flag, value, what):
+        if not ok:
+            raise ValueError(f"--{flag} {value}: {what}")
+
+    finite = lambda x: x is None or math.isfinite(x)  # noqa: E731
+    if args.model is not None and args.model not in REGISTRY:
+        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(sorted(REGISTRY))}")
+    for flag in ("lr", "momentum", "weight_decay", "gamma", "label_smoothing", "val_fraction"):
+        value = getattr(args, flag)
+        need(finite(value), flag.replace("_", "-"), value, "must be a finite number")
+    checks = [
+        ("epochs", args.epochs, lambda v: v >= 1, "must be at least 1"),
+        ("batch-size", args.batch_size, lambda v: v >= 1, "must be at least 1"),
+        ("lr", args.lr, lambda v: v >= 0, "must be >= 0"),
+        ("momentum", args.momentum, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        ("weight-decay", args.weight_decay, lambda v: v >= 0, "must be >= 0"),
+        ("gamma", args.gamma, lambda v: 0 < v <= 1, "must be in (0, 1]: the lr is multiplied by it"),
+        ("warmup-epochs", args.warmup_epochs, lambda v: v >= 0, "must be >= 0"),
+        ("label-smoothing", args.label_smoothing, lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        ("val-fraction", args.val_fraction, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        ("patience", args.patience, lambda v: v >= 1, "must be at least 1 epoch"),
+        ("seed", args.seed, lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
+        ("stop-after", args.stop_after, lambda v: v >= 1, "must be at least 1"),
+    ]
+    for flag, value, ok, what in checks:
+        if value is not None:
+            need(ok(value), flag, value, what)
+    for fraction in args.milestones or ():
+        need(math.isfinite(fraction) and 0 < fraction <= 1, "milestones", fraction,
+             "each milestone is a fraction of training, in (0, 1]")
+    if args.epochs is not None and args.warmup_epochs is not None:
+        need(args.warmup_epochs < args.epochs, "warmup-epochs", args.warmup_epochs,
+             f"must be shorter than --epochs {args.epochs}")
+    if args.overwrite and args.resume:
+        raise ValueError("--overwrite and --resume contradict each other: --resume continues the run "
+                         "that --overwrite would delete")
 
 
 def config_from_args(args):
     """The run's settings (the keys of ``DEFAULTS``) from the parsed flags, with the data set's
     defaults for ``epochs`` and ``augment`` filled in."""
-    config = {key: getattr(args, key) for key in DEFAULTS}
+    config = {**DEFAULTS, **given_flags(args)}
     augment_default, epochs_default = DATASETS[config["dataset"]][1:]
     config["epochs"] = config["epochs"] if config["epochs"] is not None else epochs_default
     config["augment"] = augment_default if args.augment is None else args.augment == "on"
     if config["patience"] is not None and config["val_fraction"] == 0:
         config["val_fraction"] = 0.1
-    config["out"] = config["out"] or os.path.join("runs", f"{config['model']}-{config['dataset']}")
     return config
 
 
-def train(config, resume=None, stop_after=None, progress=False, log=print, expect=None):
+# ---- the output folder --------------------------------------------------------------------
+
+def folder_problem(folder):
+    """Why runs cannot be written into ``folder`` (a message), or None. Creates it if missing."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return f"--out {folder} is a file, not a folder"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, ".minires-write-test")
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        return f"--out {folder} cannot be written: {err.strerror or err}"
+    return None
+
+
+def holds_a_run(folder):
+    return os.path.isdir(folder) and any(not name.startswith(".") or name.endswith(".npz.tmp")
+                                         for name in os.listdir(folder))
+
+
+def empty_run_folder(folder):
+    """--overwrite: delete a previous run's files, refusing a folder that holds anything else."""
+    names = os.listdir(folder)
+    foreign = sorted(n for n in names if n not in RUN_FILES and not n.startswith(".checkpoint-"))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(f"--overwrite only empties a run folder, and {folder} also holds {shown}; "
+                         "choose another --out")
+    for name in names:
+        os.remove(os.path.join(folder, name))
+
+
+def choose_out(config, args):
+    """The folder this invocation writes into, checked: a new run never writes over another."""
+    if args.resume:
+        here = os.path.dirname(os.path.abspath(args.resume))
+        folder = args.out or here
+        if os.path.abspath(folder) != here and holds_a_run(folder):
+            raise ValueError(f"--out {folder} already holds a run; resume into the checkpoint's own folder "
+                             f"(leave out --out) or choose an empty --out")
+    elif args.out:
+        folder = args.out
+        if holds_a_run(folder) and not args.overwrite:
+            raise ValueError(f"--out {folder} already holds a run; continue it with --resume "
+                             f"{os.path.join(folder, 'checkpoint.npz')}, replace it with --overwrite, "
+                             "or choose another --out")
+    else:  # the default folder, or the first free one after it: runs/NAME, runs/NAME-2, ...
+        base = os.path.join("runs", f"{config['model']}-{config['dataset']}")
+        folder, number = base, 1
+        while holds_a_run(folder) and not args.overwrite:
+            number += 1
+            folder = f"{base}-{number}"
+    problem = folder_problem(folder)
+    if problem:
+        raise ValueError(problem)
+    if args.overwrite and not args.resume:
+        empty_run_folder(folder)
+    return folder
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+def train(config, resume=None, stop_after=None, progress=False, log=print, given=None):
     """Run (or, from the checkpoint ``resume``, continue) the training run described by ``config``;
-    returns (the metric history, the model). The steps are in ``training_run.py``."""
+    returns (the metric history, the model). ``given``: with ``resume``, the settings that override
+    the checkpoint's. The steps are in ``training_run.py``."""
     config = {**config, "device": check_device(config["device"])}
     state = None
     if resume is not None:
-        config, state = config_to_resume(config, resume, expect)
+        config, state = config_to_resume(config, resume, given)
+        done = int(state["epoch"])
+        if done >= config["epochs"]:
+            extend = "pass a larger --epochs to extend it" if "epochs" not in (given or {}) else \
+                f"--epochs {config['epochs']} does not extend it; pass more than {done}"
+            raise ValueError(f"the run of {resume} has already finished {done} epochs; {extend}")
     run = build_run(config)
     if state is not None:
         restore_run(run, state, resume)
-    for epoch in remaining_epochs(run, stop_after, log):
-        row = train_and_evaluate(run, epoch, progress)
-        log(json.dumps(row))
-        save_epoch(run, row)
+    # NumPy's overflow warnings would only repeat what the divergence check reports in one line.
+    with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in remaining_epochs(run, stop_after, log):
+            row = train_and_evaluate(run, epoch, progress)
+            log(json.dumps(row, allow_nan=False))
+            save_epoch(run, row)
     return run.history, run.model
 
 
 def run(args, argv=()):
+    check_flags(args)
     config = config_from_args(args)
-    # With --resume, a --model/--dataset given on the command line must match the checkpoint.
-    expect = {key: config[key] for key in ("model", "dataset") if f"--{key}" in argv}
-    if args.resume and args.out is None:  # keep writing next to the checkpoint
-        config["out"] = os.path.dirname(os.path.abspath(args.resume))
+    check_device(config["device"])  # before the data is read
+    config["out"] = choose_out(config, args)
+    given = given_flags(args)
+    given.pop("out", None)
     progress = not args.quiet and sys.stderr.isatty()
-    history, _ = train(config, resume=args.resume, stop_after=args.stop_after, progress=progress, expect=expect)
+    try:
+        history, _ = train(config, resume=args.resume, stop_after=args.stop_after, progress=progress, given=given)
+    except KeyboardInterrupt:
+        print(f"interrupted; {what_is_saved(config['out'])}", file=sys.stderr)
+        return 130
     if history:
         last = history[-1]
-        print(f"done: epoch {last['epoch']}, test accuracy {last['test_acc']:.4f}; outputs in {config['out']}", file=sys.stderr)
+        print(f"done: epoch {last['epoch']}, test accuracy {last['test_acc']:.4f}; outputs in {config['out']}",
+              file=sys.stderr)
     return 0
+
+
+def what_is_saved(folder):
+    """After an interrupt: which epoch the folder's checkpoint holds, if there is one."""
+    path = os.path.join(folder, "checkpoint.npz")
+    try:
+        epoch = load_checkpoint(path)["epoch"]
+    except (OSError, ValueError, KeyError):
+        return "no checkpoint was saved (an epoch had not finished)"
+    return f"{path} holds epoch {epoch} and is intact (continue with --resume {path})"

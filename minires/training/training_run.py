@@ -1,6 +1,6 @@
 """The steps of ``python -m minires train``, each a function of its own:
 
-    config, state = config_to_resume(config, path, expect)   # with --resume: the saved run's config
+    config, state = config_to_resume(config, path, given)    # with --resume: the saved run's config
     run = build_run(config)                                  # data loaders, model, optimizer, schedule
     restore_run(run, state, path)                            # with --resume: continue exactly there
     for epoch in remaining_epochs(run, stop_after, log):     # --epochs, --stop-after, --patience
@@ -12,19 +12,21 @@ is what a checkpoint keeps of it, so a resumed run gives, bit for bit, the model
 an uninterrupted one would have.
 """
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
 
 import minires
 from minires import data, optim
+from minires.backends import get_array_module
 from minires.models import build_model
 from minires.nn import Module
 from minires.random import get_rng_state, set_rng_state
 from minires.training.augmentation import make_transforms
 from minires.serialization import load_checkpoint, save_checkpoint
 from minires.training.dataset_registry import load_datasets, split_off_validation
-from minires.training.loop import evaluate, train_epoch
+from minires.training.loop import NonFiniteLoss, evaluate, train_epoch
 from minires.training.plots import plot_learning_curves
 
 
@@ -44,21 +46,47 @@ class TrainingRun:
     best_epoch: int = 0
 
 
+class TrainingDiverged(RuntimeError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
 # ---- parse: which run, with which settings -------------------------------------------------
 
-def config_to_resume(config, path, expect=None):
-    """(the saved run's config, the checkpoint) for ``--resume path``; the device and the output
-    folder stay those of ``config``. ``expect`` ({"model": ..., "dataset": ...}, from the command
-    line) must match the checkpoint's, else ValueError."""
+# What a resumed run may change. The rest (model, data set, seed, validation split) define the
+# run: changing them would make a different run, so --resume refuses them.
+FIXED_ON_RESUME = ("model", "dataset", "seed", "val_fraction")
+# Changing these rebuilds the optimizer's settings and the lr schedule (see restore_run).
+SCHEDULE_KEYS = ("epochs", "lr", "momentum", "weight_decay", "nesterov", "milestones", "gamma", "warmup_epochs")
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "epoch", "rng", "history", "best_val", "best_epoch")
+
+
+def config_to_resume(config, path, given=None):
+    """(the run's config, the checkpoint) for ``--resume path``: the saved config, with the device
+    and output folder of ``config`` and the settings in ``given`` (those typed on the command
+    line) applied on top. Each change is recorded in the config's "resumed" list. A change of a
+    setting in ``FIXED_ON_RESUME`` is refused with a ValueError."""
     state = load_checkpoint(path)
-    if "config" not in state:
-        raise ValueError(f"{path} is not a checkpoint written by 'minires train'")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if "config" in missing:
+        raise ValueError(f"{path} is not a checkpoint written by 'minires train' (it has no config)")
     saved = json.loads(state["config"])
-    for key, value in (expect or {}).items():
-        if value != saved[key]:
-            raise ValueError(f"checkpoint {path} is from a {saved['model']} run on {saved['dataset']}, "
-                             f"so it cannot continue with --{key} {value}")
-    return {**saved, "device": config["device"], "out": config["out"]}, state
+    changed = {key: [saved.get(key), value] for key, value in (given or {}).items() if value != saved.get(key)}
+    for key in FIXED_ON_RESUME:
+        if key in changed:
+            raise ValueError(f"checkpoint {path} is from a {saved['model']} run on {saved['dataset']} "
+                             f"(--{key.replace('_', '-')} {saved[key]}), so it cannot continue with "
+                             f"--{key.replace('_', '-')} {changed[key][1]}; start a new run instead")
+    if missing:
+        raise ValueError(f"checkpoint {path} cannot be resumed: it lacks {', '.join(missing)} "
+                         "(best.npz keeps only the model; resume from checkpoint.npz)")
+    if "patience" in changed and not saved.get("val_fraction"):
+        raise ValueError(f"--patience needs a validation split, and the run of {path} has none "
+                         "(--val-fraction is fixed when a run starts)")
+    resumed = {**saved, **{key: new for key, (_, new) in changed.items()},
+               "device": config["device"], "out": config["out"]}
+    if changed:
+        resumed["resumed"] = saved.get("resumed", []) + [{"at_epoch": int(state["epoch"]), "changed": changed}]
+    return resumed, state
 
 
 # ---- build ---------------------------------------------------------------------------------------
@@ -116,16 +144,31 @@ def run_state(run):
 
 
 def restore_run(run, state, path="the checkpoint"):
-    """Put a checkpoint's model, optimizer, schedule, random state and history into ``run``."""
+    """Put a checkpoint's model, optimizer, schedule, random state and history into ``run``.
+
+    When the last resume changed a setting of the optimizer or the schedule (``SCHEDULE_KEYS``,
+    e.g. ``--epochs`` to extend a run), the momentum buffers are kept but the settings are the
+    new ones, and the lr is where the new schedule puts it after the epochs already done.
+    """
     try:
         run.model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise ValueError(f"checkpoint {path} does not fit model {run.config['model']}: {err.args[0]}") from None
     run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
     run.history, run.start_epoch = list(state["history"]), int(state["epoch"])
     run.best_val, run.best_epoch = float(state["best_val"]), int(state["best_epoch"])
+    last_change = (run.config.get("resumed") or [{}])[-1]
+    if last_change.get("at_epoch") == run.start_epoch and set(last_change["changed"]) & set(SCHEDULE_KEYS):
+        config = run.config
+        for group in run.optimizer.param_groups:
+            group.update(lr=config["lr"], initial_lr=config["lr"], momentum=config["momentum"],
+                         weight_decay=config["weight_decay"], nesterov=config["nesterov"])
+        run.scheduler = make_scheduler(run.optimizer, config)
+        for _ in range(run.start_epoch):
+            run.scheduler.step()
+    else:
+        run.scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
 
 
 # ---- the epochs -------------------------------------------------------------------------------------
@@ -154,19 +197,44 @@ def train_and_evaluate(run, epoch, progress=False):
     run.train_loader.set_epoch(epoch)
     lr = run.optimizer.param_groups[0]["lr"]
     device = run.config["device"]
-    train_loss, train_acc = train_epoch(run.model, run.train_loader, run.optimizer, device,
-                                        run.config["label_smoothing"], progress,
-                                        f"epoch {epoch + 1}/{run.config['epochs']}")
+    try:
+        train_loss, train_acc = train_epoch(run.model, run.train_loader, run.optimizer, device,
+                                            run.config["label_smoothing"], progress,
+                                            f"epoch {epoch + 1}/{run.config['epochs']}")
+    except NonFiniteLoss as err:
+        raise diverged(run, epoch, lr, f"{err} of epoch {epoch + 1}") from None
     run.scheduler.step()
     row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
     if run.val_loader is not None:
-        row["val_loss"], row["val_acc"], _ = evaluate(run.model, run.val_loader, run.num_classes, device)
+        val_loss, val_acc, _ = evaluate(run.model, run.val_loader, run.num_classes, device)
+        row["val_loss"], row["val_acc"] = rounded(val_loss), rounded(val_acc)
         if row["val_acc"] > run.best_val:
             run.best_val, run.best_epoch = row["val_acc"], epoch + 1
     row["test_loss"], row["test_acc"], _ = evaluate(run.model, run.test_loader, run.num_classes, device)
-    row.update(lr=lr, seconds=round(time.perf_counter() - start, 3))
+    row.update(lr=lr, seconds=time.perf_counter() - start)
+    row = {key: rounded(value) for key, value in row.items()}
+    bad = [key.replace("_", " ") for key in ("train_loss", "val_loss", "test_loss") if key in row and row[key] is None]
+    bad += ["weights"] if not all(bool(get_array_module(p.data).isfinite(p.data).all()) for p in run.model.parameters()) else []
+    if bad:
+        raise diverged(run, epoch, lr, f"after epoch {epoch + 1} the {' and '.join(bad)} became NaN or infinite")
     run.history.append(row)
     return row
+
+
+def diverged(run, epoch, lr, what):
+    """The error that stops a diverging run, saying where, what was kept, and what to try."""
+    kept = (f"the checkpoint of epoch {epoch} in {run.config['out']} is untouched" if epoch > 0
+            else "no checkpoint was written")
+    return TrainingDiverged(f"{what} (lr {lr:g}); training stopped and {kept}. Try a smaller --lr "
+                            "(or --warmup-epochs)")
+
+
+def rounded(value):
+    """A metric as it is logged: 6 significant digits (lr 0.01, not 0.010000000000000002), and
+    None where it is not finite, so that every line of metrics.jsonl is strict JSON."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    return value
 
 
 # ---- save -------------------------------------------------------------------------------------------
@@ -182,5 +250,5 @@ def save_epoch(run, row):
             "model": run.model.state_dict(), "epoch": row["epoch"], "config": json.dumps(config),
             "model_name": config["model"]})
     with open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(row, allow_nan=False) + "\n")
     plot_learning_curves(run.history, os.path.join(out, "curves.png"), f"{config['model']} on {config['dataset']}")
