@@ -71,3 +71,12 @@ def test_relu_of_infinities_is_pytorchs_and_never_nan(backend, dtype):
     y.backward(backend.array(np.ones(6, dtype)))
     np.testing.assert_array_equal(y.numpy(), np.array([0.0, 0.0, 0.0, 0.0, 2.0, np.inf], dtype))
     np.testing.assert_array_equal(backend.numpy(x.grad), np.array([0, 0, 0, 0, 1, 1], dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_nan_or_infinite_upstream_gradient_stops_at_an_inactive_unit(backend, dtype):
+    # PyTorch's rule: an inactive unit passes 0, whatever arrives (0 * nan would be nan).
+    x = backend.tensor(np.array([-1.0, -2.0, 3.0, 4.0], dtype), requires_grad=True)
+    F.relu(x).backward(backend.array(np.array([np.nan, np.inf, np.nan, 5.0], dtype)))
+    grad = backend.numpy(x.grad)
+    assert grad[:2].tolist() == [0.0, 0.0] and np.isnan(grad[2]) and grad[3] == 5.0

@@ -32,44 +32,47 @@ class BatchNormFunction(Function):
         self.running_var += self.momentum * (var * (m / (m - 1))).astype(self.running_var.dtype)
 
     # ---- NumPy path -----------------------------------------------------------------------
-    @staticmethod
-    def _axes_and_shape(x):
-        """The batch axes (all but the channel axis) and the shape of a broadcastable per-channel value."""
-        return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
-
+    # Few passes over the activations: the per-channel sums are matrix products (BLAS) over the
+    # rows of channel_rows(x), x_hat is never stored (only x_centered, updated in place), and
+    # the output is built from per-channel coefficients.
     def forward_numpy(self, x, gamma, beta):
-        axes, shape = self._axes_and_shape(x)
+        shape = _channel_shape(x)
         if self.training:
-            mean = x.mean(axis=axes)
+            m = x.size // x.shape[1]
+            mean = per_channel_sum(x) / m
             x_centered = x - mean.reshape(shape)
-            var = (x_centered * x_centered).mean(axis=axes)
+            var = per_channel_dot(x_centered, x_centered) / m
             if self.running_mean is not None:
-                self._update_running_stats(mean, var, x.size // x.shape[1])
+                self._update_running_stats(mean, var, m)
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
             x_centered = x - mean.reshape(shape)
         inv_std = 1.0 / numpy.sqrt(var + self.eps)
         self.save_for_backward(x, mean, inv_std, gamma)
-        x_hat = x_centered
-        x_hat *= inv_std.reshape(shape)  # in place: x_centered is ours
-        return x_hat * gamma.reshape(shape) + beta.reshape(shape)
+        y = x_centered  # in place from here on: x_centered is ours
+        y *= (gamma * inv_std).reshape(shape)  # y = gamma * x_hat ...
+        y += beta.reshape(shape)  # ... + beta
+        return y
 
     def backward_numpy(self, grad):
         # With g = dL/dy:  dL/dbeta = sum g,  dL/dgamma = sum g * x_hat  (sums over the batch axes).
         # Evaluation: mean and var are constants, so dL/dx = g * gamma * inv_std.
         # Training: mean and var depend on x too. Differentiating through them gives
-        #   dL/dx = gamma * inv_std * (g - dL/dbeta / m - x_hat * dL/dgamma / m).
+        #   dL/dx = gamma * inv_std * (g - dL/dbeta / m - x_hat * dL/dgamma / m),
+        # computed as  scale * g  +  coef * (x - mean)  -  scale * dL/dbeta / m  per channel,
+        # with scale = gamma * inv_std and coef = -scale * inv_std * dL/dgamma / m.
         x, mean, inv_std, gamma = self.saved_tensors
-        axes, shape = self._axes_and_shape(x)
-        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-        grad_beta = grad.sum(axis=axes)
-        grad_gamma = (grad * x_hat).sum(axis=axes)
-        scale = (gamma * inv_std).reshape(shape)
+        shape = _channel_shape(x)
+        x_centered = x - mean.reshape(shape)
+        grad_beta = per_channel_sum(grad)
+        grad_gamma = per_channel_dot(grad, x_centered) * inv_std  # sum g * x_hat
+        scale = gamma * inv_std
+        grad_x = grad * scale.reshape(shape)
         if self.training:
             m = grad.size // grad.shape[1]
-            grad_x = scale * (grad - (grad_beta / m).reshape(shape) - x_hat * (grad_gamma / m).reshape(shape))
-        else:
-            grad_x = grad * scale
+            x_centered *= (-scale * inv_std * grad_gamma / m).reshape(shape)
+            grad_x += x_centered
+            grad_x -= (scale * grad_beta / m).reshape(shape)
         return grad_x, grad_gamma, grad_beta
 
     # ---- kernel path: kernels/batch_norm.cu ------------------------------------------------
@@ -97,6 +100,33 @@ class BatchNormFunction(Function):
         grad_x = bn_kernels.batch_norm_backward_input(x, grad, mean, inv_std, gamma, grad_gamma, grad_beta,
                                                       self.training)
         return grad_x, grad_gamma, grad_beta
+
+
+def _channel_shape(x):
+    """The shape that broadcasts a per-channel value against x: (1, C) or (1, C, 1, 1)."""
+    return (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+
+
+def per_channel_sum(a):
+    """sum of a over every axis but the channel axis (1). For (N, C, H, W): the N*C rows of H*W
+    values times a vector of ones (one BLAS matrix-vector product), then the N rows added;
+    much faster than numpy's sum over axes (0, 2, 3)."""
+    if a.ndim == 2:
+        return a.sum(axis=0)
+    N, C = a.shape[:2]
+    rows = a.reshape(N * C, -1)
+    return (rows @ numpy.ones(rows.shape[1], a.dtype)).reshape(N, C).sum(axis=0)
+
+
+def per_channel_dot(a, b):
+    """sum of a * b over every axis but the channel axis, without an a * b temporary: one dot
+    product per (sample, channel) row, batched in one matmul (BLAS, and more accurate in float32
+    than summing a * b)."""
+    if a.ndim == 2:
+        return (a.T[:, None, :] @ b.T[:, :, None]).reshape(-1)
+    N, C = a.shape[:2]
+    a_rows, b_rows = a.reshape(N * C, 1, -1), b.reshape(N * C, -1, 1)
+    return (a_rows @ b_rows).reshape(N, C).sum(axis=0)
 
 
 def _array(t):
