@@ -80,7 +80,7 @@ def save_checkpoint(path, state):
     """Write ``state`` (a nested dict) to ``path`` atomically, with the permissions of any new
     file (``0o666`` less the umask, where ``mkstemp`` alone would give ``0o600``).
 
-    It is written to ``.checkpoint-XXXX.npz.tmp`` in the same folder, then renamed into place.
+    It is written to ``.checkpoint-<random>.npz.tmp`` in the same folder, then renamed into place.
     A save killed before the rename (``kill -9``, a power cut) leaves that temporary behind, so
     each save first removes the folder's abandoned ones: on POSIX, those that no process holds
     locked (a save holds an ``flock`` on its temporary from creation to rename, and the kernel

@@ -6,9 +6,7 @@ file should be is called a directory. Everything is built by hand in tmp_path.
 """
 import gzip
 import hashlib
-import io
 import os
-import tarfile
 
 import numpy as np
 import pytest
@@ -16,17 +14,10 @@ import pytest
 from minires.data import CIFAR10, MNIST, MNISTSample, extract_tar, write_idx
 from minires.data import datasets as datasets_module
 from minires.data.download import CIFAR10_FILES
+from test_data import make_tar
 
 ARCHIVE = "cifar-10-binary.tar.gz"
 BATCHES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
-
-
-def make_tar(path, files):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 def cifar_archive(path, records=2):
