@@ -28,13 +28,10 @@ class CrossEntropyFunction(Function):
     def __init__(self, labels, label_smoothing):
         self.labels, self.label_smoothing = labels, label_smoothing
 
-    def target_distribution(self, labels, N, C, dtype):
-        return target_distribution(numpy, labels, C, self.label_smoothing, dtype)
-
     def forward_numpy(self, logits):
         N, C = logits.shape
         log_p = log_softmax_array(logits, axis=1)
-        q = self.target_distribution(self.labels, N, C, logits.dtype)
+        q = target_distribution(numpy, self.labels, C, self.label_smoothing, logits.dtype)
         self.save_for_backward(numpy.exp(log_p), self.labels)
         return -(q * log_p).sum() / N  # a 0-d array: the mean loss
 
@@ -43,7 +40,8 @@ class CrossEntropyFunction(Function):
         # dL/dz_nc = (softmax(z_n)_c - q_nc) / N.
         probabilities, labels = self.saved_tensors
         N, C = probabilities.shape
-        return grad * (probabilities - self.target_distribution(labels, N, C, probabilities.dtype)) / N
+        q = target_distribution(numpy, labels, C, self.label_smoothing, probabilities.dtype)
+        return grad * (probabilities - q) / N
 
     def forward_kernels(self, logits):  # kernels/cross_entropy.cu, one block per row
         labels = cross_entropy_kernels.int64_labels(self.labels)
