@@ -1,15 +1,25 @@
-"""ResNet-20 training throughput on the CPU (CIFAR shapes), against PyTorch in the same run.
+"""CIFAR ResNet training and inference throughput on the CPU, against PyTorch in the same run.
 
-    python benchmarks/bench_train.py [--batch 128] [--steps 5]
+    python benchmarks/bench_train.py [--models resnet20,resnet56] [--batch 128] [--steps 7]
+                                     [--inference] [--profile]
 
-Each framework runs in its own subprocess: SGD (momentum 0.9, weight decay 1e-4),
-one warm-up step, then ``--steps`` timed steps of forward + cross-entropy +
-backward + update on random 3x32x32 images. Reported: images/second (median
-step), the ratio to PyTorch (higher is better; target >= 0.8), and the peak
-memory the training steps add on top of what the process held before them
-(Linux VmHWM over the timed steps, minus VmRSS before the warm-up step).
+Each framework runs in its own worker process (so that neither one's thread pool spins
+while the other works), in lockstep: the steps alternate, minires then PyTorch, then
+PyTorch then minires, so both see the same moments of a noisy machine. Training is
+SGD (momentum 0.9, weight decay 1e-4): forward + cross-entropy + backward + update on
+random 3x32x32 images; ``--inference`` times eval-mode forward passes without a graph
+(batch 256 unless --batch is given). One warm-up step each, then ``--steps`` pairs.
+
+Reported per model: median step time and images/second of each framework, the median and
+the range of the per-pair ratio minires/PyTorch in images/second (higher is better; target
+>= 0.8), and the peak memory the steps add to what the process held before them (Linux
+VmHWM over the timed steps minus VmRSS before the warm-up step). The load average before
+and after says how quiet the machine was. ``--profile`` then runs minires alone for
+``--steps`` more steps with a timer around every Function's forward and backward and prints
+where a step's time goes.
 """
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -20,6 +30,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout works uninstalled
+
+DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
 
 
 def read_status(field):
@@ -38,17 +50,25 @@ def reset_peak_memory():
         pass
 
 
-def minires_step_function(batch):
+# ---- one step of each framework ---------------------------------------------------------------
+def minires_step(model_name, batch, inference):
     import minires
     import minires.functional as F
-    from minires import optim
-    from minires.models import resnet20
+    from minires import models, optim
 
     minires.manual_seed(0)
-    model = resnet20()
-    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    model = getattr(models, model_name)()
     rng = np.random.default_rng(0)
     images = minires.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    if inference:
+        model.eval()
+
+        def step():
+            with minires.no_grad():
+                model(images)
+
+        return step, None
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     labels = rng.integers(0, 10, size=batch)
 
     def step():
@@ -57,19 +77,26 @@ def minires_step_function(batch):
         loss.backward()
         optimizer.step()
 
-    return step
+    return step, optimizer
 
 
-def torch_step_function(batch):
+def torch_step(model_name, batch, inference):
     import torch
     import torch.nn.functional as TF
     from torch_reference import TorchCifarResNet
 
     torch.manual_seed(0)
-    model = TorchCifarResNet(20)
-    assert sum(p.numel() for p in model.parameters()) == 269_722
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    model = TorchCifarResNet(DEPTHS[model_name])
     images = torch.randn(batch, 3, 32, 32)
+    if inference:
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(images)
+
+        return step, None
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     labels = torch.randint(0, 10, (batch,))
 
     def step():
@@ -78,56 +105,161 @@ def torch_step_function(batch):
         loss.backward()
         optimizer.step()
 
-    return step
+    return step, optimizer
 
 
-def worker(framework, batch, steps):
-    step = (minires_step_function if framework == "minires" else torch_step_function)(batch)
-    # Memory: the peak resident size during the timed steps, less the size before the warm-up
-    # step (the model and the batch). Taking the baseline after the warm-up instead would count
-    # only what the allocator happens to hand back to the system between steps.
-    before = read_status("VmRSS")
+# ---- the per-Function breakdown (--profile) -------------------------------------------------
+def profiled(step, optimizer, steps):
+    """Run ``steps`` steps with a timer around every Function's forward and backward (and the
+    optimizer); return {part: milliseconds per step}, the rest being autograd and Python."""
+    from minires.engine.function import Function
+
+    spent = collections.defaultdict(float)
+
+    def timed(name_of, method):
+        def wrapper(self, *args):
+            start = time.perf_counter()
+            try:
+                return method(self, *args)
+            finally:
+                spent[name_of(self)] += time.perf_counter() - start
+        return wrapper
+
+    # Forward: Function.__call__ (the op's forward and wrapping its output). Backward: every
+    # class that defines its own backward (or backward_numpy / backward_kernels, behind Function's).
+    patched = [(Function, "__call__", Function.__call__)]
+    Function.__call__ = timed(lambda fn: f"{type(fn).__name__} forward", Function.__call__)
+    for cls in [Function] + all_subclasses(Function):
+        if "backward" in cls.__dict__:
+            patched.append((cls, "backward", cls.__dict__["backward"]))
+            cls.backward = timed(lambda fn: f"{type(fn).__name__} backward", cls.__dict__["backward"])
+    if optimizer is not None:
+        patched.append((type(optimizer), "step", type(optimizer).step))
+        type(optimizer).step = timed(lambda opt: "optimizer step", type(optimizer).step)
+    try:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        total = time.perf_counter() - start
+    finally:
+        for cls, name, original in patched:
+            setattr(cls, name, original)
+    parts = {name: 1e3 * seconds / steps for name, seconds in spent.items()}
+    parts["autograd, Python, the rest"] = 1e3 * total / steps - sum(parts.values())
+    return parts
+
+
+def all_subclasses(cls):
+    return [sub for direct in cls.__subclasses__() for sub in [direct] + all_subclasses(direct)]
+
+
+def worker(framework, model_name, batch, inference):
+    """Answer the parent's commands on stdin, one JSON line each: step, memory, profile N."""
+    make = minires_step if framework == "minires" else torch_step
+    step, optimizer = make(model_name, batch, inference)
+    before = read_status("VmRSS")  # the framework, the model and the batch
     step()  # warm-up: first-touch allocations, PyTorch's kernel selection
     reset_peak_memory()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    peak = read_status("VmHWM")
-    print(json.dumps({"step_seconds": statistics.median(times), "peak_extra_bytes": max(peak - before, 0)}))
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command[0] == "step":
+            start = time.perf_counter()
+            step()
+            answer = {"seconds": time.perf_counter() - start}
+        elif command[0] == "memory":
+            answer = {"peak_extra_bytes": max(read_status("VmHWM") - before, 0)}
+        else:
+            answer = {"parts": profiled(step, optimizer, int(command[1]))}
+        print(json.dumps(answer), flush=True)
+
+
+# ---- the parent: lockstep steps, the table ----------------------------------------------------
+class Worker:
+    def __init__(self, framework, model_name, batch, inference):
+        args = [sys.executable, __file__, "--worker", framework, "--models", model_name, "--batch", str(batch)]
+        self.process = subprocess.Popen(args + (["--inference"] if inference else []), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        self.answer()  # ready
+
+    def ask(self, command):
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.answer()
+
+    def answer(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"a benchmark worker died (exit {self.process.wait()}); see its error above")
+        return json.loads(line)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def measure(model_name, batch, steps, inference, profile):
+    have_torch = True
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        have_torch = False
+    workers = {"minires": Worker("minires", model_name, batch, inference)}
+    if have_torch:
+        workers["torch"] = Worker("torch", model_name, batch, inference)
+    times = {name: [] for name in workers}
+    for pair in range(steps):
+        order = list(workers) if pair % 2 == 0 else list(workers)[::-1]
+        for name in order:
+            times[name].append(workers[name].ask("step")["seconds"])
+    memory = {name: w.ask("memory")["peak_extra_bytes"] for name, w in workers.items()}
+    parts = workers["minires"].ask(f"profile {steps}")["parts"] if profile else None
+    for w in workers.values():
+        w.close()
+    return times, memory, parts
+
+
+def report(model_name, batch, steps, inference, times, memory, parts):
+    what = "inference (eval, no graph)" if inference else "training step"
+    print(f"\n{model_name} {what}, batch {batch}, float32, CPU ({os.cpu_count()} cores), {steps} interleaved pairs")
+    header = f"{'framework':<10} {'step s':>7} {'images/s':>9} {'vs torch (median, range)':>26} {'peak extra MB':>14}"
+    print(header)
+    print("-" * len(header))
+    for name, seconds in times.items():
+        ratio = ""
+        if name == "minires" and "torch" in times:
+            ratios = sorted(t / m for m, t in zip(times["minires"], times["torch"]))
+            ratio = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+        median = statistics.median(seconds)
+        print(f"{name:<10} {median:7.3f} {batch / median:9.1f} {ratio:>26} {memory[name] / 2**20:14.1f}")
+    if parts:
+        total = sum(parts.values())
+        print(f"\nwhere a minires step's {total:.0f} ms go (mean of {steps} steps, timers on)")
+        for name, ms in sorted(parts.items(), key=lambda item: -item[1]):
+            print(f"  {name:<36} {ms:8.1f} ms {100 * ms / total:5.1f}%")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--models", default="resnet20,resnet56", help="comma-separated, of " + ", ".join(DEPTHS))
+    parser.add_argument("--batch", type=int, help="images per step (default 128; 256 with --inference)")
+    parser.add_argument("--steps", type=int, default=7, help="interleaved pairs of timed steps (default 7)")
+    parser.add_argument("--inference", action="store_true", help="time eval-mode forward passes instead")
+    parser.add_argument("--profile", action="store_true", help="add minires's per-Function breakdown")
     parser.add_argument("--worker", choices=["minires", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    batch = args.batch or (256 if args.inference else 128)
     if args.worker:
-        return worker(args.worker, args.batch, args.steps)
-
-    results = {}
-    for framework in ("minires", "torch"):
-        if framework == "torch":
-            try:
-                import torch  # noqa: F401
-            except ImportError:
-                continue
-        out = subprocess.run([sys.executable, __file__, "--worker", framework, "--batch", str(args.batch),
-                              "--steps", str(args.steps)], capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-        results[framework] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"ResNet-20 training step, batch {args.batch}, float32, CPU ({os.cpu_count()} cores), median of {args.steps} steps")
-    header = f"{'framework':<10} {'step s':>7} {'images/s':>9} {'vs torch':>9} {'peak extra MB':>14}"
-    print(header)
-    print("-" * len(header))
-    for framework, r in results.items():
-        rate = args.batch / r["step_seconds"]
-        ratio = ""
-        if "torch" in results:
-            ratio = f"{rate / (args.batch / results['torch']['step_seconds']):9.2f}"
-        print(f"{framework:<10} {r['step_seconds']:7.3f} {rate:9.1f} {ratio:>9} {r['peak_extra_bytes'] / 2**20:14.1f}")
+        return worker(args.worker, args.models, batch, args.inference)
+    names = args.models.split(",")
+    unknown = [name for name in names if name not in DEPTHS]
+    if unknown or args.steps < 1 or batch < 1:
+        parser.error(f"unknown model {unknown[0]!r}" if unknown else "--steps and --batch must be at least 1")
+    print("load average before: %.1f %.1f %.1f" % os.getloadavg())
+    for name in names:
+        report(name, batch, args.steps, args.inference, *measure(name, batch, args.steps, args.inference, args.profile))
+    print("\nload average after: %.1f %.1f %.1f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ class ReLUFunction(Function):
         with numpy.errstate(invalid="ignore"):  # inf * 0, handled below
             grad_x = numpy.multiply(grad, active)  # about 6x faster than numpy.where(active, grad, 0)
         # ... but a NaN or infinite upstream gradient times 0 gives NaN where PyTorch gives 0:
-        # redo those (rare) arrays the slow, exact way.
-        if not numpy.isfinite(grad_x).all():
+        # redo those (rare) arrays the slow, exact way. One sum finds them without a boolean
+        # temporary: it is finite unless grad_x holds a NaN or an inf (or sums past float's
+        # range, when the exact way gives the same answer anyway).
+        if not numpy.isfinite(grad_x.sum()):
             grad_x = numpy.where(active, grad, 0).astype(grad.dtype, copy=False)
         return grad_x
 

@@ -12,6 +12,7 @@ from minires.backends.cuda import batch_norm as bn_kernels
 from minires.backends.cuda import contiguous
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
+from minires.ops.layout import is_channel_major
 from minires.ops.validate import require_float, require_ndim, require_same_dtype
 
 
@@ -107,26 +108,36 @@ def _channel_shape(x):
     return (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
 
 
+def channel_rows(a, channel_major):
+    """a (N, C, H, W) as a stack of rows, each of one channel's values: (C, 1, N*H*W) when
+    ``channel_major`` (free for channel-major memory, see ops/layout.py), else (N*C, 1, H*W)
+    (free for NCHW memory; reshape copies any other layout)."""
+    N, C = a.shape[:2]
+    if channel_major:
+        return a.transpose(1, 0, 2, 3).reshape(C, 1, -1)
+    return a.reshape(N * C, 1, -1)
+
+
 def per_channel_sum(a):
-    """sum of a over every axis but the channel axis (1). For (N, C, H, W): the N*C rows of H*W
-    values times a vector of ones (one BLAS matrix-vector product), then the N rows added;
-    much faster than numpy's sum over axes (0, 2, 3)."""
+    """sum of a over every axis but the channel axis (1): each row of channel_rows(a) times a
+    vector of ones (BLAS), then a channel's rows added; much faster than numpy's sum over
+    axes (0, 2, 3)."""
     if a.ndim == 2:
         return a.sum(axis=0)
-    N, C = a.shape[:2]
-    rows = a.reshape(N * C, -1)
-    return (rows @ numpy.ones(rows.shape[1], a.dtype)).reshape(N, C).sum(axis=0)
+    rows = channel_rows(a, is_channel_major(a))
+    sums = rows @ numpy.ones((rows.shape[2], 1), a.dtype)
+    return sums.reshape(-1, a.shape[1]).sum(axis=0)
 
 
 def per_channel_dot(a, b):
     """sum of a * b over every axis but the channel axis, without an a * b temporary: one dot
-    product per (sample, channel) row, batched in one matmul (BLAS, and more accurate in float32
+    product per row of channel_rows (batched in one matmul: BLAS, and more accurate in float32
     than summing a * b)."""
     if a.ndim == 2:
         return (a.T[:, None, :] @ b.T[:, :, None]).reshape(-1)
-    N, C = a.shape[:2]
-    a_rows, b_rows = a.reshape(N * C, 1, -1), b.reshape(N * C, -1, 1)
-    return (a_rows @ b_rows).reshape(N, C).sum(axis=0)
+    channel_major = is_channel_major(a) and is_channel_major(b)
+    a_rows, b_rows = channel_rows(a, channel_major), channel_rows(b, channel_major)
+    return (a_rows @ b_rows.transpose(0, 2, 1)).reshape(-1, a.shape[1]).sum(axis=0)
 
 
 def _array(t):

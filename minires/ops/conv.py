@@ -20,16 +20,14 @@ import numpy
 from minires.backends.cuda import conv as conv_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import col2im, conv_output_size, im2col
+from minires.ops.long_rows import LongRowGrid, fits_long_rows, matrix
 from minires.ops.validate import pair, require_float, require_ndim, require_same_dtype
 
 SLAB_BYTES = 2 * 2**20  # target size of one slab's col matrix on the CPU
 
 
-def image_slabs(x, weight, output_size):
-    """Split the batch into (start, stop) ranges of images whose col fits in SLAB_BYTES."""
-    N = x.shape[0]
-    OC, C, kh, kw = weight.shape
-    col_bytes_per_image = C * kh * kw * output_size[0] * output_size[1] * x.itemsize
+def slab_ranges(N, col_bytes_per_image):
+    """Split a batch of N images into (start, stop) ranges whose col fits in SLAB_BYTES."""
     per_slab = max(1, SLAB_BYTES // col_bytes_per_image)
     return [(start, min(start + per_slab, N)) for start in range(0, N, per_slab)]
 
@@ -43,16 +41,14 @@ class Conv2dFunction(Function):
         return (conv_output_size(H, kh, self.stride[0], self.padding[0]),
                 conv_output_size(W, kw, self.stride[1], self.padding[1]))
 
-    # ---- NumPy path: im2col + GEMM, slab by slab --------------------------------------------
+    # ---- NumPy path: long rows for stride 1, windows otherwise, slab by slab -----------------
     def forward_numpy(self, x, weight, bias=None):
-        OC, C, kh, kw = weight.shape
-        N = x.shape[0]
-        OH, OW = self.output_size(x, weight)
-        w_mat = weight.reshape(OC, C * kh * kw)
-        y = numpy.empty((OC, N, OH, OW), dtype=x.dtype)  # channel-major, like W_mat @ col
-        for start, stop in image_slabs(x, weight, (OH, OW)):
-            col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)  # (C*kh*kw, n*OH*OW)
-            numpy.matmul(w_mat, col, out=y[:, start:stop].reshape(OC, -1))  # one GEMM per slab
+        OC = weight.shape[0]
+        y = numpy.empty((OC, x.shape[0]) + self.output_size(x, weight), dtype=x.dtype)  # channel-major
+        if fits_long_rows(weight.shape[2:], self.stride, self.padding):
+            correlate_long_rows(x.transpose(1, 0, 2, 3), weight.reshape(OC, -1), self.padding, weight.shape[2:], y)
+        else:
+            self.forward_windows(x, weight, y)
         if bias is not None:
             y += bias[:, None, None, None]
         self.save_for_backward(x, weight)
@@ -61,29 +57,86 @@ class Conv2dFunction(Function):
     def backward_numpy(self, grad):
         # Forward is Y = W_mat @ col (+ b), so with G = dL/dY as an (OC, N*OH*OW) matrix:
         #   dL/dW_mat = G @ col^T,   dL/db = G summed over columns,
-        #   dL/dcol = W_mat^T @ G,   and dL/dx = col2im(dL/dcol), which adds each
-        #   column entry back onto the input pixel im2col copied it from.
-        # Every term is a sum over columns, so it can be done slab by slab.
-        x, weight = self.saved_tensors
+        #   dL/dcol = W_mat^T @ G,   and dL/dx adds each entry of dL/dcol back onto the input
+        #   pixel col copied it from. Every term is a sum over columns: slab by slab.
         need_x, need_w, need_b = self.needs_gradients()
+        x, weight = self.saved_tensors
+        if fits_long_rows(weight.shape[2:], self.stride, self.padding):
+            grad_x, grad_w = self.backward_long_rows(grad, need_x, need_w)
+        else:
+            grad_x, grad_w = self.backward_windows(grad, need_x, need_w)
+        grad_b = grad.sum(axis=(0, 2, 3)) if need_b else None
+        return grad_x, grad_w, grad_b
+
+    def backward_long_rows(self, grad, need_x, need_w):
+        # Stride 1, so dL/dx[c, h, w] = sum over (o, i, j) of G[o, h + ph - i, w + pw - j] W[o, c, i, j]:
+        # itself a stride-1 convolution, of G zero-padded by (kernel - 1 - padding), with the kernel
+        # flipped in i and j and its channel axes swapped. Its output grid is forward's grid, so
+        # G's long-row buffer also holds G on that grid, zero where the grid has no output: the
+        # G matrix of dL/dW_mat = G @ col^T. No col2im at all.
+        x, weight = self.saved_tensors
         OC, C, kh, kw = weight.shape
+        padding_of_grad = (kh - 1 - self.padding[0], kw - 1 - self.padding[1])
+        x_grid = LongRowGrid(x.shape[2:], (kh, kw), self.padding)
+        g_grid = LongRowGrid(grad.shape[2:], (kh, kw), padding_of_grad)  # the same Hr, Wr as x_grid
+        in_grid = padding_of_grad[0] * g_grid.Wr + padding_of_grad[1]  # where G's grid starts in its buffer
+        x_cn, grad_cn = x.transpose(1, 0, 2, 3), grad.transpose(1, 0, 2, 3)  # free for channel-major memory
+        slabs = slab_ranges(x.shape[0], max(C, OC) * kh * kw * x_grid.positions(1) * x.itemsize)
+        n_max = slabs[0][1]
+        x_buffer = numpy.zeros((C, x_grid.buffer_length(n_max)), dtype=x.dtype) if need_w else None
+        g_buffer = numpy.zeros((OC, g_grid.buffer_length(n_max)), dtype=grad.dtype)
+        col_storage = numpy.empty(max(C, OC) * kh * kw * x_grid.positions(n_max), dtype=x.dtype)
+        grad_w_t = numpy.zeros((C * kh * kw, OC), dtype=grad.dtype) if need_w else None
+        if need_x:
+            w_flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, OC * kh * kw)
+            grad_x_cn = numpy.empty((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype)
+            grad_x_grid_storage = numpy.empty(C * x_grid.positions(n_max), dtype=grad.dtype)
+        for start, stop in slabs:
+            n = stop - start
+            Q = x_grid.positions(n)
+            g_grid.fill(g_buffer, grad_cn[:, start:stop], n)
+            if need_w:
+                x_grid.fill(x_buffer, x_cn[:, start:stop], n)
+                col = x_grid.gather(x_buffer, n, col_storage)
+                # col @ G^T, transposed at the end: the same product as G @ col^T, but OpenBLAS
+                # is many times slower when the inner dimension is huge and the outer ones tiny.
+                grad_w_t += col @ g_buffer[:, in_grid:in_grid + Q].T
+            if need_x:
+                grad_x_grid = matrix(grad_x_grid_storage, C, Q)
+                numpy.matmul(w_flipped, g_grid.gather(g_buffer, n, col_storage), out=grad_x_grid)
+                grad_x_cn[:, start:stop] = g_grid.valid(grad_x_grid, n)
+        grad_x = grad_x_cn.transpose(1, 0, 2, 3) if need_x else None
+        grad_w = grad_w_t.T.reshape(weight.shape) if need_w else None
+        return grad_x, grad_w
+
+    # Any stride or padding: ordinary im2col, one window row at a time (minires/ops/im2col.py).
+    def forward_windows(self, x, weight, y):
+        OC, C, kh, kw = weight.shape
+        OH, OW = y.shape[2:]
+        w_mat = weight.reshape(OC, C * kh * kw)
+        for start, stop in slab_ranges(x.shape[0], C * kh * kw * OH * OW * x.itemsize):
+            col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)  # (C*kh*kw, n*OH*OW)
+            numpy.matmul(w_mat, col, out=y[:, start:stop].reshape(OC, -1))  # one GEMM per slab
+
+    def backward_windows(self, grad, need_x, need_w):
+        # dL/dx = col2im(W_mat^T @ G): col2im adds each column entry back where im2col took it.
+        x, weight = self.saved_tensors
+        OC, C, kh, kw = weight.shape
+        OH, OW = grad.shape[2:]
         w_mat = weight.reshape(OC, -1)
         grad_w_t = numpy.zeros((C * kh * kw, OC), dtype=grad.dtype) if need_w else None
         grad_x_cnhw = numpy.zeros((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype) if need_x else None
-        for start, stop in image_slabs(x, weight, grad.shape[2:]):
+        for start, stop in slab_ranges(x.shape[0], C * kh * kw * OH * OW * x.itemsize):
             g = grad[start:stop].transpose(1, 0, 2, 3).reshape(OC, -1)  # free when grad is channel-major
             col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)
             if need_w:
-                # col @ g^T, transposed at the end: the same product as g @ col^T, but OpenBLAS
-                # is many times slower when the inner dimension is huge and the outer ones tiny.
-                grad_w_t += col @ g.T
+                grad_w_t += col @ g.T  # see backward_long_rows for why not g @ col.T
             if need_x:
                 col2im(w_mat.T @ g, (stop - start,) + x.shape[1:], (kh, kw), self.stride, self.padding,
                        out=grad_x_cnhw[:, start:stop])
         grad_x = grad_x_cnhw.transpose(1, 0, 2, 3) if need_x else None
         grad_w = grad_w_t.T.reshape(weight.shape) if need_w else None
-        grad_b = grad.sum(axis=(0, 2, 3)) if need_b else None
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w
 
     # ---- kernel path: kernels/im2col.cu + one GEMM per product -------------------------------
     def forward_kernels(self, x, weight, bias=None):
@@ -99,6 +152,24 @@ class Conv2dFunction(Function):
         """(x, weight, bias): which gradients backward must compute."""
         need_bias = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         return self.needs_input_grad[0], self.needs_input_grad[1], need_bias
+
+
+def correlate_long_rows(x_cn, w_mat, padding, kernel, y_cn):
+    """y_cn (OC, N, OH, OW) = the stride-1 convolution of x_cn (C, N, H, W) with w_mat (OC, C*kh*kw),
+    slab by slab: fill the slab's long-row buffer, gather col, one GEMM, keep the valid outputs."""
+    (C, N), OC = x_cn.shape[:2], w_mat.shape[0]
+    grid = LongRowGrid(x_cn.shape[2:], kernel, padding)
+    slabs = slab_ranges(N, w_mat.shape[1] * grid.positions(1) * x_cn.itemsize)
+    n_max = slabs[0][1]
+    buffer = numpy.zeros((C, grid.buffer_length(n_max)), dtype=x_cn.dtype)
+    col_storage = numpy.empty(w_mat.shape[1] * grid.positions(n_max), dtype=x_cn.dtype)
+    y_grid_storage = numpy.empty(OC * grid.positions(n_max), dtype=x_cn.dtype)
+    for start, stop in slabs:
+        n = stop - start
+        grid.fill(buffer, x_cn[:, start:stop], n)
+        y_grid = matrix(y_grid_storage, OC, grid.positions(n))
+        numpy.matmul(w_mat, grid.gather(buffer, n, col_storage), out=y_grid)
+        y_cn[:, start:stop] = grid.valid(y_grid, n)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

@@ -9,6 +9,7 @@ import numpy
 from minires.backends.cuda import pooling as pooling_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import conv_output_size, kernel_offsets
+from minires.ops.layout import channel_major_zeros
 from minires.ops.validate import pair, require_float, require_ndim
 
 
@@ -109,7 +110,9 @@ class GlobalAvgPool2dFunction(Function):
     def backward_numpy(self, grad):
         # y[n, c] = (1/(H*W)) sum_hw x[n, c, h, w]: every pixel gets grad[n, c] / (H*W).
         H, W = self.x_shape[2:]
-        return numpy.broadcast_to((grad / (H * W))[:, :, None, None], self.x_shape).copy()
+        grad_x = channel_major_zeros(self.x_shape, grad.dtype)  # the layout of the conv path (ops/layout.py)
+        grad_x += (grad / (H * W))[:, :, None, None]
+        return grad_x
 
     def forward_kernels(self, x):  # one block of threads per (n, c) sums the channel in shared memory
         self.x_shape = x.shape

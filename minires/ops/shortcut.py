@@ -5,10 +5,9 @@ the shortcut takes every stride-th pixel and appends zero channels:
     y[n, c, h, w] = x[n, c, h*stride, w*stride]   for c < C_in
     y[n, c, h, w] = 0                             for C_in <= c < C_out
 """
-import numpy
-
 from minires.backends.cuda import shortcut as shortcut_kernels
 from minires.engine.function import Function
+from minires.ops.layout import channel_major_zeros
 from minires.ops.validate import require_float, require_ndim
 
 
@@ -21,7 +20,7 @@ class ZeroPadShortcutFunction(Function):
     def forward_numpy(self, x):
         self.x_shape = x.shape
         sub = x[:, :, ::self.stride, ::self.stride]
-        y = numpy.zeros((x.shape[0], self.out_channels) + sub.shape[2:], dtype=x.dtype)
+        y = channel_major_zeros((x.shape[0], self.out_channels) + sub.shape[2:], x.dtype)  # ops/layout.py
         y[:, :x.shape[1]] = sub
         return y
 
@@ -29,7 +28,7 @@ class ZeroPadShortcutFunction(Function):
         # Each kept input pixel was copied once, unchanged: it gets its output's gradient.
         # Skipped pixels and the zero channels did not depend on x: gradient 0.
         C, s = self.x_shape[1], self.stride
-        grad_x = numpy.zeros(self.x_shape, dtype=grad.dtype)
+        grad_x = channel_major_zeros(self.x_shape, grad.dtype)
         grad_x[:, :, ::s, ::s] = grad[:, :C]
         return grad_x
 
