@@ -1,7 +1,7 @@
 """CIFAR ResNet training and inference throughput on the CPU, against PyTorch in the same run.
 
     python benchmarks/bench_train.py [--models resnet20,resnet56] [--batch 128] [--steps 7]
-                                     [--inference] [--profile]
+                                     [--inference] [--profile] [--baseline CHECKOUT]
 
 Each framework runs in its own worker process (so that neither one's thread pool spins
 while the other works), in lockstep: the steps alternate, minires then PyTorch, then
@@ -16,7 +16,8 @@ the range of the per-pair ratio minires/PyTorch in images/second (higher is bett
 VmHWM over the timed steps minus VmRSS before the warm-up step). The load average before
 and after says how quiet the machine was. ``--profile`` then runs minires alone for
 ``--steps`` more steps with a timer around every Function's forward and backward and prints
-where a step's time goes.
+where a step's time goes. ``--baseline`` adds a third worker running another checkout's
+minires (the "before" of a before/after table) in the same lockstep.
 """
 import argparse
 import collections
@@ -160,7 +161,8 @@ def worker(framework, model_name, batch, inference):
     before = read_status("VmRSS")  # the framework, the model and the batch
     step()  # warm-up: first-touch allocations, PyTorch's kernel selection
     reset_peak_memory()
-    print(json.dumps({"ready": True}), flush=True)
+    source = sys.modules["minires"].__file__ if framework == "minires" else sys.modules["torch"].__file__
+    print(json.dumps({"ready": os.path.dirname(source)}), flush=True)
     for line in sys.stdin:
         command = line.split()
         if command[0] == "step":
@@ -176,12 +178,12 @@ def worker(framework, model_name, batch, inference):
 
 # ---- the parent: lockstep steps, the table ----------------------------------------------------
 class Worker:
-    def __init__(self, framework, model_name, batch, inference):
+    def __init__(self, framework, model_name, batch, inference, checkout=None):
         args = [sys.executable, __file__, "--worker", framework, "--models", model_name, "--batch", str(batch)]
-        self.process = subprocess.Popen(args + (["--inference"] if inference else []), stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True,
+        args += (["--inference"] if inference else []) + (["--baseline", checkout] if checkout else [])
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-        self.answer()  # ready
+        self.source = self.answer()["ready"]  # where its framework was imported from
 
     def ask(self, command):
         self.process.stdin.write(command + "\n")
@@ -199,23 +201,27 @@ class Worker:
         self.process.wait()
 
 
-def measure(model_name, batch, steps, inference, profile):
+def measure(model_name, batch, steps, inference, profile, baseline):
     have_torch = True
     try:
         import torch  # noqa: F401
     except ImportError:
         have_torch = False
     workers = {"minires": Worker("minires", model_name, batch, inference)}
+    if baseline:
+        workers["baseline"] = Worker("minires", model_name, batch, inference, checkout=baseline)
     if have_torch:
         workers["torch"] = Worker("torch", model_name, batch, inference)
     times = {name: [] for name in workers}
     for pair in range(steps):
-        order = list(workers) if pair % 2 == 0 else list(workers)[::-1]
+        order = list(workers) if pair % 2 == 0 else list(workers)[::-1]  # each one first half the time
         for name in order:
             times[name].append(workers[name].ask("step")["seconds"])
     memory = {name: w.ask("memory")["peak_extra_bytes"] for name, w in workers.items()}
     parts = workers["minires"].ask(f"profile {steps}")["parts"] if profile else None
-    for w in workers.values():
+    for name, w in workers.items():
+        if name == "baseline":
+            print(f"baseline: the minires in {w.source}")
         w.close()
     return times, memory, parts
 
@@ -228,8 +234,8 @@ def report(model_name, batch, steps, inference, times, memory, parts):
     print("-" * len(header))
     for name, seconds in times.items():
         ratio = ""
-        if name == "minires" and "torch" in times:
-            ratios = sorted(t / m for m, t in zip(times["minires"], times["torch"]))
+        if name != "torch" and "torch" in times:
+            ratios = sorted(t / m for m, t in zip(times[name], times["torch"]))
             ratio = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
         median = statistics.median(seconds)
         print(f"{name:<10} {median:7.3f} {batch / median:9.1f} {ratio:>26} {memory[name] / 2**20:14.1f}")
@@ -247,19 +253,25 @@ def main():
     parser.add_argument("--steps", type=int, default=7, help="interleaved pairs of timed steps (default 7)")
     parser.add_argument("--inference", action="store_true", help="time eval-mode forward passes instead")
     parser.add_argument("--profile", action="store_true", help="add minires's per-Function breakdown")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also time the minires of another checkout in the same lockstep (before/after tables), "
+                             "e.g. a `git worktree add /tmp/before HEAD~1`")
     parser.add_argument("--worker", choices=["minires", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     batch = args.batch or (256 if args.inference else 128)
     if args.worker:
+        if args.baseline:
+            sys.path.insert(0, os.path.abspath(args.baseline))  # its minires, not this checkout's
         return worker(args.worker, args.models, batch, args.inference)
     names = args.models.split(",")
     unknown = [name for name in names if name not in DEPTHS]
     if unknown or args.steps < 1 or batch < 1:
         parser.error(f"unknown model {unknown[0]!r}" if unknown else "--steps and --batch must be at least 1")
-    print("load average before: %.1f %.1f %.1f" % os.getloadavg())
+    print("load average before: " + " ".join(f"{load:.1f}" for load in os.getloadavg()))
     for name in names:
-        report(name, batch, args.steps, args.inference, *measure(name, batch, args.steps, args.inference, args.profile))
-    print("\nload average after: %.1f %.1f %.1f" % os.getloadavg())
+        results = measure(name, batch, args.steps, args.inference, args.profile, args.baseline)
+        report(name, batch, args.steps, args.inference, *results)
+    print("\nload average after: " + " ".join(f"{load:.1f}" for load in os.getloadavg()))
 
 
 if __name__ == "__main__":
