@@ -16,7 +16,10 @@ setup(
         "minires.backends.emulator": ["cuda_emulation.h"],
         "minires.data": ["mnist_sample/*.gz", "mnist_sample/README.md"],
     },
-    install_requires=["numpy>=1.22", "matplotlib>=3.5", "tqdm>=4.60"],
+    # threadpoolctl: the CPU convolution runs its slabs on every core, each with a single-threaded
+    # BLAS (minires/ops/slab_threads.py); it is the portable way to set NumPy's BLAS thread count
+    # (OpenBLAS, MKL or BLIS) and put it back. Pure Python, no dependencies of its own.
+    install_requires=["numpy>=1.22", "matplotlib>=3.5", "tqdm>=4.60", "threadpoolctl>=3.1"],
     extras_require={
         # [ctk]: the CUDA runtime libraries CuPy loads (NVRTC compiles our kernels, cuBLAS
         # multiplies), so a machine with only the NVIDIA driver works. CuPy 14 needs NumPy 2.

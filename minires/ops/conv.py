@@ -30,6 +30,7 @@ from minires.backends.cuda import conv as conv_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import col2im, conv_output_size, im2col
 from minires.ops.long_rows import LongRowGrid, fits_long_rows, matrix
+from minires.ops.slab_threads import run_on_every_core, scratch
 from minires.ops.validate import pair, require_float, require_ndim, require_same_dtype
 
 SLAB_BYTES = 4 * 2**20  # one slab's col on the CPU: about two cores' L2 (a ResNet-20 step is ~10% faster than with 2 MB)
@@ -98,33 +99,39 @@ class Conv2dFunction(Function):
         col_rows = (OC if need_x else C) * kh * kw
         slabs = slab_ranges(x.shape[0], col_rows * x_grid.positions(1) * x.itemsize)
         n_max = slabs[0][1]
-        x_buffer = numpy.zeros((C, x_grid.buffer_length(n_max)), dtype=x.dtype) if need_w else None
-        g_buffer = numpy.zeros((OC, g_grid.buffer_length(n_max)), dtype=grad.dtype)
-        col_storage = numpy.empty(col_rows * x_grid.positions(n_max), dtype=x.dtype)
-        if need_w:  # rows (o, i', j') from col_G, or (c, i, j) from col_x
-            grad_w_mat = numpy.zeros((col_rows, C if need_x else OC), dtype=grad.dtype)
         if need_x:
             w_flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, OC * kh * kw)
             grad_x_cn = numpy.empty((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype)
-            grad_x_grid_storage = numpy.empty(C * x_grid.positions(n_max), dtype=grad.dtype)
-        for start, stop in slabs:
-            n = stop - start
-            Q = x_grid.positions(n)
-            g_grid.fill(g_buffer, grad_cn[:, start:stop], n)
-            if need_w:
-                x_grid.fill(x_buffer, x_cn[:, start:stop], n)
-            # Weight products as col @ (grid matrix)^T: OpenBLAS is many times slower on the
-            # transposed product, whose inner dimension is huge and outer ones tiny.
-            if need_x:
-                col_g = g_grid.gather(g_buffer, n, col_storage)
-                grad_x_grid = matrix(grad_x_grid_storage, C, Q)
-                numpy.matmul(w_flipped, col_g, out=grad_x_grid)
-                grad_x_cn[:, start:stop] = g_grid.valid(grad_x_grid, n)
+
+        def gradients(share):  # one core's share of the slabs (ops/slab_threads.py): its part of grad_w
+            x_buffer = scratch("x buffer", (C, x_grid.buffer_length(n_max)), x.dtype, zero=True) if need_w else None
+            g_buffer = scratch("grad buffer", (OC, g_grid.buffer_length(n_max)), grad.dtype, zero=True)
+            col_storage = scratch("col", (col_rows * x_grid.positions(n_max),), x.dtype)
+            grad_x_grid_storage = scratch("output grid", (C * x_grid.positions(n_max),), grad.dtype) if need_x else None
+            # rows (o, i', j') from col_G, or (c, i, j) from col_x
+            grad_w_mat = numpy.zeros((col_rows, C if need_x else OC), dtype=grad.dtype) if need_w else None
+            for start, stop in share:
+                n = stop - start
+                Q = x_grid.positions(n)
+                g_grid.fill(g_buffer, grad_cn[:, start:stop], n)
                 if need_w:
-                    grad_w_mat += col_g @ x_buffer[:, x_on_grid:x_on_grid + Q].T  # rows (o, i', j')
-            elif need_w:
-                col_x = x_grid.gather(x_buffer, n, col_storage)
-                grad_w_mat += col_x @ g_buffer[:, g_on_grid:g_on_grid + Q].T  # rows (c, i, j)
+                    x_grid.fill(x_buffer, x_cn[:, start:stop], n)
+                # Weight products as col @ (grid matrix)^T: OpenBLAS is many times slower on the
+                # transposed product, whose inner dimension is huge and outer ones tiny.
+                if need_x:
+                    col_g = g_grid.gather(g_buffer, n, col_storage)
+                    grad_x_grid = matrix(grad_x_grid_storage, C, Q)
+                    numpy.matmul(w_flipped, col_g, out=grad_x_grid)
+                    grad_x_cn[:, start:stop] = g_grid.valid(grad_x_grid, n)
+                    if need_w:
+                        grad_w_mat += col_g @ x_buffer[:, x_on_grid:x_on_grid + Q].T
+                elif need_w:
+                    col_x = x_grid.gather(x_buffer, n, col_storage)
+                    grad_w_mat += col_x @ g_buffer[:, g_on_grid:g_on_grid + Q].T
+            return grad_w_mat
+
+        grad_w_parts = run_on_every_core(gradients, slabs)
+        grad_w_mat = sum(grad_w_parts[1:], grad_w_parts[0]) if need_w else None
         grad_x = grad_x_cn.transpose(1, 0, 2, 3) if need_x else None
         grad_w = None
         if need_w and need_x:  # (o, i', j') x c  ->  (o, c, i, j), flipping i' and j' back
@@ -180,20 +187,25 @@ class Conv2dFunction(Function):
 
 def correlate_long_rows(x_cn, w_mat, padding, kernel, y_cn):
     """y_cn (OC, N, OH, OW) = the stride-1 convolution of x_cn (C, N, H, W) with w_mat (OC, C*kh*kw),
-    slab by slab: fill the slab's long-row buffer, gather col, one GEMM, keep the valid outputs."""
+    slab by slab: fill the slab's long-row buffer, gather col, one GEMM, keep the valid outputs.
+    Each core takes a share of the slabs, with scratch arrays of its own (ops/slab_threads.py)."""
     (C, N), OC = x_cn.shape[:2], w_mat.shape[0]
     grid = LongRowGrid(x_cn.shape[2:], kernel, padding)
     slabs = slab_ranges(N, w_mat.shape[1] * grid.positions(1) * x_cn.itemsize)
     n_max = slabs[0][1]
-    buffer = numpy.zeros((C, grid.buffer_length(n_max)), dtype=x_cn.dtype)
-    col_storage = numpy.empty(w_mat.shape[1] * grid.positions(n_max), dtype=x_cn.dtype)
-    y_grid_storage = numpy.empty(OC * grid.positions(n_max), dtype=x_cn.dtype)
-    for start, stop in slabs:
-        n = stop - start
-        grid.fill(buffer, x_cn[:, start:stop], n)
-        y_grid = matrix(y_grid_storage, OC, grid.positions(n))
-        numpy.matmul(w_mat, grid.gather(buffer, n, col_storage), out=y_grid)
-        y_cn[:, start:stop] = grid.valid(y_grid, n)
+
+    def convolve(share):
+        buffer = scratch("x buffer", (C, grid.buffer_length(n_max)), x_cn.dtype, zero=True)
+        col_storage = scratch("col", (w_mat.shape[1] * grid.positions(n_max),), x_cn.dtype)
+        y_grid_storage = scratch("output grid", (OC * grid.positions(n_max),), x_cn.dtype)
+        for start, stop in share:
+            n = stop - start
+            grid.fill(buffer, x_cn[:, start:stop], n)
+            y_grid = matrix(y_grid_storage, OC, grid.positions(n))
+            numpy.matmul(w_mat, grid.gather(buffer, n, col_storage), out=y_grid)
+            y_cn[:, start:stop] = grid.valid(y_grid, n)
+
+    run_on_every_core(convolve, slabs)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

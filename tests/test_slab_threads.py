@@ -1,0 +1,95 @@
+"""The CPU convolution's slabs on every core (minires/ops/slab_threads.py): the same answer with any
+number of threads, the shares cover every slab once, BLAS gets its thread count back, and a forked
+child process makes its own pool."""
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import minires
+import minires.functional as F
+from minires.ops import conv, slab_threads
+
+
+def blas_threads():
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    """Set how many threads share the slabs (a pool of that size, made for this test)."""
+    pools = []
+
+    def use(count):
+        slab_threads._pool()  # the real controller, made once
+        pool = ThreadPoolExecutor(count) if count > 1 else None
+        pools.append(pool)
+        monkeypatch.setitem(slab_threads._state, "pool", pool)
+        monkeypatch.setitem(slab_threads._state, "threads", count)
+
+    yield use
+    for pool in pools:
+        if pool is not None:
+            pool.shutdown()
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_every_slab_is_worked_on_once_in_order_of_the_shares(threads, count):
+    threads(count)
+    slabs = [(i, i + 1) for i in range(5)]
+    shares = slab_threads.run_on_every_core(lambda share: share, slabs)
+    assert [slab for share in shares for slab in share] == slabs
+    assert len(shares) == min(count, len(slabs))
+
+
+def run_conv(padding, stride, monkeypatch):
+    monkeypatch.setattr(conv, "SLAB_BYTES", 1)  # one image per slab: seven slabs to share
+    rng = np.random.default_rng(0)
+    x = minires.tensor(rng.standard_normal((7, 3, 6, 5)), requires_grad=True)
+    w = minires.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, stride=stride, padding=padding)
+    y.backward(rng.standard_normal(y.shape))
+    return y.numpy(), x.grad.numpy(), w.grad.numpy()
+
+
+@pytest.mark.parametrize("padding, stride", [(1, 1), (0, 1), (1, 2)])
+def test_the_convolution_is_the_same_with_one_two_or_three_threads(threads, monkeypatch, padding, stride):
+    results = []
+    for count in (1, 2, 3):
+        threads(count)
+        results.append(run_conv(padding, stride, monkeypatch))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_blas_gets_its_thread_count_back_after_a_convolution(threads, monkeypatch):
+    threads(2)
+    before = blas_threads()
+    run_conv(1, 1, monkeypatch)
+    assert blas_threads() == before
+
+
+def test_the_number_of_threads_is_the_blas_librarys():
+    assert slab_threads.slab_threads() == max(blas_threads() or [1])
+
+
+def convolve_in_child(queue):
+    x = minires.tensor(np.ones((4, 2, 5, 5)))
+    queue.put(float(F.conv2d(x, minires.tensor(np.ones((1, 2, 3, 3))), padding=1).sum()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_forked_child_makes_its_own_pool_and_convolves():
+    slab_threads._pool()  # this process has a pool (with threads) before the fork
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=convolve_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    # per image and channel: each output counts the window's pixels inside the 5x5 image, which
+    # factors into rows (2 + 3 + 3 + 3 + 2 over the five output rows) times columns (the same)
+    assert queue.get(timeout=5) == 4 * 2 * 13 ** 2
