@@ -20,7 +20,7 @@ import minires.functional as F
 from minires.ops import conv
 from minires.ops.layout import is_channel_major
 from minires.ops.long_rows import LongRowGrid, fits_long_rows
-from minires.ops.slab_threads import slab_threads
+from minires.backends.cpu_threads import slab_threads
 
 # (N, C, OC, H, W, kernel, padding): every one takes the long-row path (stride 1, padding <= kernel - 1)
 LONG_ROW_CASES = [
@@ -146,7 +146,7 @@ def test_long_row_conv_needs_no_activation_sized_scratch_beyond_its_slabs(monkey
     grid = LongRowGrid((H, H), (3, 3), (1, 1))
     n = conv.slab_ranges(N, C * 9 * grid.positions(1) * 4)[0][1]
     one_slab = 4 * (C * 9 * grid.positions(n) + 2 * C * grid.buffer_length(n) + C * grid.positions(n))
-    scratch = slab_threads() * one_slab  # every core works on a slab of its own (ops/slab_threads.py)
+    scratch = slab_threads() * one_slab  # every core works on a slab of its own (backends/cpu_threads.py)
     assert x.data.nbytes > 3 * scratch
     tracemalloc.start()
     try:

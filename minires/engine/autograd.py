@@ -74,7 +74,8 @@ def backward(output, grad=None, retain_graph=False):
             grad_out = run_hooks(fn.output_hooks, grad_out)
         if fn.retained is not None:
             fn.retained._accumulate(grad_out)
-        grads = fn.backward(grad_out)
+        with fn.threads():
+            grads = fn.backward(grad_out)
         if not isinstance(grads, tuple):
             grads = (grads,)
         for t, g in zip(fn.inputs, grads):

@@ -20,7 +20,10 @@ write one:
 
 ``backward`` returns one gradient per input (``None`` where an input needs none).
 """
+import contextlib
+
 from minires.backends import get_array_module
+from minires.backends.cpu_threads import single_threaded_blas
 from minires.backends.cuda import uses_kernels
 from minires.backends.cuda.loader import device_scope
 from minires.engine import grad_mode
@@ -59,7 +62,8 @@ class Function:
         self.requires_grad = requires_grad  # forward may skip saving when False
         arrays = [t.data for t in inputs]
         self.path = path_for(arrays[0]) if arrays else NUMPY_PATH
-        output_data = self.forward(*arrays)
+        with self.threads():
+            output_data = self.forward(*arrays)
         # NumPy turns 0-d results (a sum, a loss) into scalars; keep them arrays.
         output_data = get_array_module(output_data).asarray(output_data)
         output = Tensor(output_data, requires_grad=requires_grad)
@@ -67,6 +71,11 @@ class Function:
             self.inputs = inputs
             output.grad_fn = self
         return output
+
+    def threads(self):
+        """The context forward and backward run in: on the NumPy path, BLAS on one thread while our
+        slab threads use the cores (minires/backends/cpu_threads.py); nothing on the kernel path."""
+        return single_threaded_blas() if self.path == NUMPY_PATH else contextlib.nullcontext()
 
     def save_for_backward(self, *arrays):
         """Keep arrays for backward; they are released once backward has used them."""

@@ -30,7 +30,7 @@ from minires.backends.cuda import conv as conv_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import col2im, conv_output_size, im2col
 from minires.ops.long_rows import LongRowGrid, fits_long_rows, matrix
-from minires.ops.slab_threads import run_on_every_core, scratch
+from minires.backends.cpu_threads import run_on_every_core, scratch
 from minires.ops.validate import pair, require_float, require_ndim, require_same_dtype
 
 SLAB_BYTES = 4 * 2**20  # one slab's col on the CPU: about two cores' L2 (a ResNet-20 step is ~10% faster than with 2 MB)
@@ -103,7 +103,7 @@ class Conv2dFunction(Function):
             w_flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, OC * kh * kw)
             grad_x_cn = numpy.empty((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype)
 
-        def gradients(share):  # one core's share of the slabs (ops/slab_threads.py): its part of grad_w
+        def gradients(share):  # one core's share of the slabs (backends/cpu_threads.py): its part of grad_w
             x_buffer = scratch("x buffer", (C, x_grid.buffer_length(n_max)), x.dtype, zero=True) if need_w else None
             g_buffer = scratch("grad buffer", (OC, g_grid.buffer_length(n_max)), grad.dtype, zero=True)
             col_storage = scratch("col", (col_rows * x_grid.positions(n_max),), x.dtype)
@@ -140,14 +140,19 @@ class Conv2dFunction(Function):
             grad_w = grad_w_mat.T.reshape(weight.shape)
         return grad_x, grad_w
 
-    # Any stride or padding: ordinary im2col, one window row at a time (minires/ops/im2col.py).
+    # Any stride or padding: ordinary im2col, one window row at a time (minires/ops/im2col.py),
+    # each core taking a share of the slabs as in the long-row path.
     def forward_windows(self, x, weight, y):
         OC, C, kh, kw = weight.shape
         OH, OW = y.shape[2:]
         w_mat = weight.reshape(OC, C * kh * kw)
-        for start, stop in slab_ranges(x.shape[0], C * kh * kw * OH * OW * x.itemsize):
-            col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)  # (C*kh*kw, n*OH*OW)
-            numpy.matmul(w_mat, col, out=y[:, start:stop].reshape(OC, -1))  # one GEMM per slab
+
+        def convolve(share):
+            for start, stop in share:
+                col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)  # (C*kh*kw, n*OH*OW)
+                numpy.matmul(w_mat, col, out=y[:, start:stop].reshape(OC, -1))  # one GEMM per slab
+
+        run_on_every_core(convolve, slab_ranges(x.shape[0], C * kh * kw * OH * OW * x.itemsize))
 
     def backward_windows(self, grad, need_x, need_w):
         # dL/dx = col2im(W_mat^T @ G): col2im adds each column entry back where im2col took it.
@@ -155,18 +160,23 @@ class Conv2dFunction(Function):
         OC, C, kh, kw = weight.shape
         OH, OW = grad.shape[2:]
         w_mat = weight.reshape(OC, -1)
-        grad_w_t = numpy.zeros((C * kh * kw, OC), dtype=grad.dtype) if need_w else None
         grad_x_cnhw = numpy.zeros((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype) if need_x else None
-        for start, stop in slab_ranges(x.shape[0], C * kh * kw * OH * OW * x.itemsize):
-            g = grad[start:stop].transpose(1, 0, 2, 3).reshape(OC, -1)  # free when grad is channel-major
-            col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)
-            if need_w:
-                grad_w_t += col @ g.T  # see backward_long_rows for why not g @ col.T
-            if need_x:
-                col2im(w_mat.T @ g, (stop - start,) + x.shape[1:], (kh, kw), self.stride, self.padding,
-                       out=grad_x_cnhw[:, start:stop])
+
+        def gradients(share):  # writes its slabs of grad_x, returns its part of grad_w
+            grad_w_t = numpy.zeros((C * kh * kw, OC), dtype=grad.dtype) if need_w else None
+            for start, stop in share:
+                g = grad[start:stop].transpose(1, 0, 2, 3).reshape(OC, -1)  # free when grad is channel-major
+                col = im2col(x[start:stop], (kh, kw), self.stride, self.padding)
+                if need_w:
+                    grad_w_t += col @ g.T  # see backward_long_rows for why not g @ col.T
+                if need_x:
+                    col2im(w_mat.T @ g, (stop - start,) + x.shape[1:], (kh, kw), self.stride, self.padding,
+                           out=grad_x_cnhw[:, start:stop])
+            return grad_w_t
+
+        parts = run_on_every_core(gradients, slab_ranges(x.shape[0], C * kh * kw * OH * OW * x.itemsize))
         grad_x = grad_x_cnhw.transpose(1, 0, 2, 3) if need_x else None
-        grad_w = grad_w_t.T.reshape(weight.shape) if need_w else None
+        grad_w = sum(parts[1:], parts[0]).T.reshape(weight.shape) if need_w else None
         return grad_x, grad_w
 
     # ---- kernel path: kernels/im2col.cu + one GEMM per product -------------------------------
@@ -188,7 +198,7 @@ class Conv2dFunction(Function):
 def correlate_long_rows(x_cn, w_mat, padding, kernel, y_cn):
     """y_cn (OC, N, OH, OW) = the stride-1 convolution of x_cn (C, N, H, W) with w_mat (OC, C*kh*kw),
     slab by slab: fill the slab's long-row buffer, gather col, one GEMM, keep the valid outputs.
-    Each core takes a share of the slabs, with scratch arrays of its own (ops/slab_threads.py)."""
+    Each core takes a share of the slabs, with scratch arrays of its own (backends/cpu_threads.py)."""
     (C, N), OC = x_cn.shape[:2], w_mat.shape[0]
     grid = LongRowGrid(x_cn.shape[2:], kernel, padding)
     slabs = slab_ranges(N, w_mat.shape[1] * grid.positions(1) * x_cn.itemsize)

@@ -1,4 +1,6 @@
-"""Slabs on every core: one thread per core, each building its own col and multiplying it alone.
+"""How the NumPy path uses the cores: BLAS on one thread, and our own threads over slabs.
+
+Slabs on every core: one thread per core, each building its own col and multiplying it alone.
 
 A convolution's slab (minires/ops/conv.py) is two steps: copy the slab's images into col
 (NumPy, one core), then ``W_mat @ col`` (BLAS, every core). The second core then reads a
@@ -17,7 +19,16 @@ copies and matrix products, so plain threads run in parallel. threadpoolctl sets
 library's thread count (OpenBLAS, MKL or BLIS, whichever NumPy uses) and puts it back.
 The number of threads is the BLAS library's own (``OMP_NUM_THREADS`` and friends set it),
 so minires never uses more cores than NumPy would.
+
+BLAS on one thread, everywhere in an op. A multi-threaded BLAS call (a batch norm sum, a
+strided convolution) leaves the BLAS library's helper threads spinning for a while in case
+more work comes, on the cores the slab threads then need: measured, that made a whole
+ResNet-20 step *slower* than without slab threads. So every op on the NumPy path runs with
+BLAS limited to one thread (``single_threaded_blas``: Function.__call__ around forward, and
+autograd's backward around the whole pass), and only the slab threads run in parallel.
+Outside minires's ops, NumPy's BLAS keeps all its threads.
 """
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +56,14 @@ def slab_threads():
     return _pool()[2]
 
 
+def single_threaded_blas():
+    """A context in which NumPy's BLAS uses one thread (nothing to do when it has only one)."""
+    controller, pool, _ = _pool()
+    if pool is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
 def run_on_every_core(work, slabs):
     """Split ``slabs`` into one contiguous share per thread and return [work(share) for each share].
 
@@ -57,7 +76,7 @@ def run_on_every_core(work, slabs):
     shares = [share for share in shares if share]
     if pool is None or len(shares) == 1:
         return [work(share) for share in shares]
-    with controller.limit(limits=1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):  # already so inside an op; here for direct calls
         return list(pool.map(work, shares))
 
 

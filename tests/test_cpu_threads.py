@@ -1,4 +1,4 @@
-"""The CPU convolution's slabs on every core (minires/ops/slab_threads.py): the same answer with any
+"""The CPU convolution's slabs on every core (minires/backends/cpu_threads.py): the same answer with any
 number of threads, the shares cover every slab once, BLAS gets its thread count back, and a forked
 child process makes its own pool."""
 import multiprocessing
@@ -10,7 +10,8 @@ from threadpoolctl import threadpool_info
 
 import minires
 import minires.functional as F
-from minires.ops import conv, slab_threads
+from minires.backends import cpu_threads
+from minires.ops import conv
 
 
 def blas_threads():
@@ -23,11 +24,11 @@ def threads(monkeypatch):
     pools = []
 
     def use(count):
-        slab_threads._pool()  # the real controller, made once
+        cpu_threads._pool()  # the real controller, made once
         pool = ThreadPoolExecutor(count) if count > 1 else None
         pools.append(pool)
-        monkeypatch.setitem(slab_threads._state, "pool", pool)
-        monkeypatch.setitem(slab_threads._state, "threads", count)
+        monkeypatch.setitem(cpu_threads._state, "pool", pool)
+        monkeypatch.setitem(cpu_threads._state, "threads", count)
 
     yield use
     for pool in pools:
@@ -39,7 +40,7 @@ def threads(monkeypatch):
 def test_every_slab_is_worked_on_once_in_order_of_the_shares(threads, count):
     threads(count)
     slabs = [(i, i + 1) for i in range(5)]
-    shares = slab_threads.run_on_every_core(lambda share: share, slabs)
+    shares = cpu_threads.run_on_every_core(lambda share: share, slabs)
     assert [slab for share in shares for slab in share] == slabs
     assert len(shares) == min(count, len(slabs))
 
@@ -73,7 +74,7 @@ def test_blas_gets_its_thread_count_back_after_a_convolution(threads, monkeypatc
 
 
 def test_the_number_of_threads_is_the_blas_librarys():
-    assert slab_threads.slab_threads() == max(blas_threads() or [1])
+    assert cpu_threads.slab_threads() == max(blas_threads() or [1])
 
 
 def convolve_in_child(queue):
@@ -83,7 +84,7 @@ def convolve_in_child(queue):
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 def test_a_forked_child_makes_its_own_pool_and_convolves():
-    slab_threads._pool()  # this process has a pool (with threads) before the fork
+    cpu_threads._pool()  # this process has a pool (with threads) before the fork
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=convolve_in_child, args=(queue,))
