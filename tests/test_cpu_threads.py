@@ -94,3 +94,13 @@ def test_a_forked_child_makes_its_own_pool_and_convolves():
     # per image and channel: each output counts the window's pixels inside the 5x5 image, which
     # factors into rows (2 + 3 + 3 + 3 + 2 over the five output rows) times columns (the same)
     assert queue.get(timeout=5) == 4 * 2 * 13 ** 2
+
+
+def test_the_callers_errstate_holds_in_the_threads(threads):
+    threads(2)
+    slabs = [(0, 1), (1, 2)]
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            cpu_threads.run_on_every_core(lambda share: np.float32(3e38) * np.float32(10), slabs)
+    with np.errstate(over="ignore"):
+        assert cpu_threads.run_on_every_core(lambda share: np.float32(3e38) * np.float32(10), slabs) == [np.inf] * 2

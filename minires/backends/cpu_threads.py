@@ -76,8 +76,14 @@ def run_on_every_core(work, slabs):
     shares = [share for share in shares if share]
     if pool is None or len(shares) == 1:
         return [work(share) for share in shares]
+    errors = numpy.geterr()  # the caller's numpy.errstate holds in the threads too
+
+    def work_as_the_caller(share):
+        with numpy.errstate(**errors):
+            return work(share)
+
     with controller.limit(limits=1, user_api="blas"):  # already so inside an op; here for direct calls
-        return list(pool.map(work, shares))
+        return list(pool.map(work_as_the_caller, shares))
 
 
 def scratch(name, shape, dtype, zero=False):
@@ -97,3 +103,4 @@ def scratch(name, shape, dtype, zero=False):
     if zero:
         array.fill(0)
     return array
+
