@@ -24,7 +24,7 @@ def threads(monkeypatch):
     pools = []
 
     def use(count):
-        cpu_threads._pool()  # the real controller, made once
+        cpu_threads._pool()  # the BLAS libraries, found once
         pool = ThreadPoolExecutor(count) if count > 1 else None
         pools.append(pool)
         monkeypatch.setitem(cpu_threads._state, "pool", pool)
@@ -104,3 +104,14 @@ def test_the_callers_errstate_holds_in_the_threads(threads):
             cpu_threads.run_on_every_core(lambda share: np.float32(3e38) * np.float32(10), slabs)
     with np.errstate(over="ignore"):
         assert cpu_threads.run_on_every_core(lambda share: np.float32(3e38) * np.float32(10), slabs) == [np.inf] * 2
+
+
+def test_blas_is_on_one_thread_inside_nested_blocks_and_back_after_the_outermost(threads):
+    threads(2)
+    before = blas_threads()
+    with cpu_threads.single_threaded_blas():
+        assert blas_threads() == [1] * len(before)
+        with cpu_threads.single_threaded_blas():
+            assert blas_threads() == [1] * len(before)
+        assert blas_threads() == [1] * len(before)  # the inner block did not give the threads back
+    assert blas_threads() == before

@@ -41,27 +41,49 @@ _scratch = threading.local()  # each thread's scratch arrays, by name
 
 
 def _pool():
-    """(controller, thread pool or None, number of threads), made once per process."""
+    """(thread pool or None, number of threads), made once per process, with the BLAS libraries."""
     if _state["pid"] != os.getpid():
         controller = ThreadpoolController()
         blas = controller.select(user_api="blas")
         threads = max([info["num_threads"] for info in blas.info()] or [1])
         pool = ThreadPoolExecutor(threads, thread_name_prefix="minires-slabs") if threads > 1 else None
-        _state.update(pid=os.getpid(), controller=controller, pool=pool, threads=threads)
-    return _state["controller"], _state["pool"], _state["threads"]
+        _state.update(pid=os.getpid(), blas=blas.lib_controllers, pool=pool, threads=threads)
+    return _state["pool"], _state["threads"]
 
 
 def slab_threads():
     """How many threads share the slabs: the BLAS library's thread count."""
-    return _pool()[2]
+    return _pool()[1]
 
 
 def single_threaded_blas():
     """A context in which NumPy's BLAS uses one thread (nothing to do when it has only one)."""
-    controller, pool, _ = _pool()
-    if pool is None:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+    pool, _ = _pool()
+    return _ONE_BLAS_THREAD if pool is not None else contextlib.nullcontext()
+
+
+class OneBLASThread:
+    """BLAS on one thread inside, back to its own count after the outermost ``with`` (an op's
+    forward runs the slab threads inside its own ``with``). Two ctypes calls per op, a few
+    microseconds: threadpoolctl's own ``limit`` re-reads every library each time."""
+
+    depth = 0
+
+    def __enter__(self):
+        if self.depth == 0:
+            self.saved = [(library, library.get_num_threads()) for library in _state["blas"]]
+            for library, _ in self.saved:
+                library.set_num_threads(1)
+        self.depth += 1
+
+    def __exit__(self, *exception):
+        self.depth -= 1
+        if self.depth == 0:
+            for library, threads in self.saved:
+                library.set_num_threads(threads)
+
+
+_ONE_BLAS_THREAD = OneBLASThread()
 
 
 def run_on_every_core(work, slabs):
@@ -71,7 +93,7 @@ def run_on_every_core(work, slabs):
     (or return what it summed, for the caller to add up in order: the same threads always
     get the same shares, so results do not depend on timing).
     """
-    controller, pool, threads = _pool()
+    pool, threads = _pool()
     shares = [slabs[len(slabs) * t // threads:len(slabs) * (t + 1) // threads] for t in range(threads)]
     shares = [share for share in shares if share]
     if pool is None or len(shares) == 1:
@@ -82,7 +104,7 @@ def run_on_every_core(work, slabs):
         with numpy.errstate(**errors):
             return work(share)
 
-    with controller.limit(limits=1, user_api="blas"):  # already so inside an op; here for direct calls
+    with single_threaded_blas():  # already so inside an op; here for direct calls
         return list(pool.map(work_as_the_caller, shares))
 
 
