@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py [--models resnet20,resnet56] [--batch 128] [--steps 7]
                                      [--inference] [--profile] [--baseline CHECKOUT]
+                                     [--return-freed-memory]
 
 Each framework runs in its own worker process (so that neither one's thread pool spins
 while the other works), in lockstep: the steps alternate, minires then PyTorch, then
@@ -17,10 +18,13 @@ VmHWM over the timed steps minus VmRSS before the warm-up step). The load averag
 and after says how quiet the machine was. ``--profile`` then runs minires alone for
 ``--steps`` more steps with a timer around every Function's forward and backward and prints
 where a step's time goes. ``--baseline`` adds a third worker running another checkout's
-minires (the "before" of a before/after table) in the same lockstep.
+minires (the "before" of a before/after table) in the same lockstep. Every worker keeps
+freed memory for its next step, as ``python -m minires train`` does (see
+minires/backends/cpu_memory.py; PyTorch gains from it too), unless --return-freed-memory.
 """
 import argparse
 import collections
+import importlib.util
 import json
 import os
 import statistics
@@ -30,9 +34,19 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout works uninstalled
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # a checkout works uninstalled
 
 DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
+
+
+def keep_freed_memory():
+    """This checkout's minires/backends/cpu_memory.py, loaded by its path: a --baseline worker imports
+    another checkout's minires, which may not have it."""
+    spec = importlib.util.spec_from_file_location("cpu_memory", os.path.join(ROOT, "minires", "backends", "cpu_memory.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.keep_freed_memory()
 
 
 def read_status(field):
@@ -154,9 +168,11 @@ def all_subclasses(cls):
     return [sub for direct in cls.__subclasses__() for sub in [direct] + all_subclasses(direct)]
 
 
-def worker(framework, model_name, batch, inference):
+def worker(framework, model_name, batch, inference, keep_memory):
     """Answer the parent's commands on stdin, one JSON line each: step, memory, profile N."""
     make = minires_step if framework == "minires" else torch_step
+    if keep_memory:  # for both frameworks alike, as `python -m minires train` does for itself
+        keep_freed_memory()
     step, optimizer = make(model_name, batch, inference)
     before = read_status("VmRSS")  # the framework, the model and the batch
     step()  # warm-up: first-touch allocations, PyTorch's kernel selection
@@ -178,9 +194,10 @@ def worker(framework, model_name, batch, inference):
 
 # ---- the parent: lockstep steps, the table ----------------------------------------------------
 class Worker:
-    def __init__(self, framework, model_name, batch, inference, checkout=None):
+    def __init__(self, framework, model_name, batch, inference, keep_memory, checkout=None):
         args = [sys.executable, __file__, "--worker", framework, "--models", model_name, "--batch", str(batch)]
         args += (["--inference"] if inference else []) + (["--baseline", checkout] if checkout else [])
+        args += ["--return-freed-memory"] if not keep_memory else []
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         self.source = self.answer()["ready"]  # where its framework was imported from
@@ -201,17 +218,17 @@ class Worker:
         self.process.wait()
 
 
-def measure(model_name, batch, steps, inference, profile, baseline):
+def measure(model_name, batch, steps, inference, profile, baseline, keep_memory):
     have_torch = True
     try:
         import torch  # noqa: F401
     except ImportError:
         have_torch = False
-    workers = {"minires": Worker("minires", model_name, batch, inference)}
+    workers = {"minires": Worker("minires", model_name, batch, inference, keep_memory)}
     if baseline:
-        workers["baseline"] = Worker("minires", model_name, batch, inference, checkout=baseline)
+        workers["baseline"] = Worker("minires", model_name, batch, inference, keep_memory, checkout=baseline)
     if have_torch:
-        workers["torch"] = Worker("torch", model_name, batch, inference)
+        workers["torch"] = Worker("torch", model_name, batch, inference, keep_memory)
     times = {name: [] for name in workers}
     for pair in range(steps):
         order = list(workers) if pair % 2 == 0 else list(workers)[::-1]  # each one first half the time
@@ -256,20 +273,24 @@ def main():
     parser.add_argument("--baseline", metavar="CHECKOUT",
                         help="also time the minires of another checkout in the same lockstep (before/after tables), "
                              "e.g. a `git worktree add /tmp/before HEAD~1`")
+    parser.add_argument("--return-freed-memory", action="store_true",
+                        help="leave glibc's malloc as it is (by default every worker keeps freed memory for "
+                             "the next step, as the train command does: minires/backends/cpu_memory.py)")
     parser.add_argument("--worker", choices=["minires", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     batch = args.batch or (256 if args.inference else 128)
     if args.worker:
         if args.baseline:
             sys.path.insert(0, os.path.abspath(args.baseline))  # its minires, not this checkout's
-        return worker(args.worker, args.models, batch, args.inference)
+        return worker(args.worker, args.models, batch, args.inference, not args.return_freed_memory)
     names = args.models.split(",")
     unknown = [name for name in names if name not in DEPTHS]
     if unknown or args.steps < 1 or batch < 1:
         parser.error(f"unknown model {unknown[0]!r}" if unknown else "--steps and --batch must be at least 1")
     print("load average before: " + " ".join(f"{load:.1f}" for load in os.getloadavg()))
     for name in names:
-        results = measure(name, batch, args.steps, args.inference, args.profile, args.baseline)
+        results = measure(name, batch, args.steps, args.inference, args.profile, args.baseline,
+                          not args.return_freed_memory)
         report(name, batch, args.steps, args.inference, *results)
     print("\nload average after: " + " ".join(f"{load:.1f}" for load in os.getloadavg()))
 

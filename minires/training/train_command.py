@@ -15,6 +15,7 @@ import sys
 
 import numpy
 
+from minires.backends.cpu_memory import keep_freed_memory
 from minires.models import REGISTRY
 from minires.serialization import load_checkpoint
 from minires.training.dataset_registry import DATASETS
@@ -229,6 +230,7 @@ def run(args, argv=()):
     given = given_flags(args)
     given.pop("out", None)
     progress = not args.quiet and sys.stderr.isatty()
+    keep_freed_memory()  # this process is ours: reuse freed pages step after step (backends/cpu_memory.py)
     try:
         history, _ = train(config, resume=args.resume, stop_after=args.stop_after, progress=progress, given=given)
     except KeyboardInterrupt:
