@@ -115,3 +115,17 @@ def test_blas_is_on_one_thread_inside_nested_blocks_and_back_after_the_outermost
             assert blas_threads() == [1] * len(before)
         assert blas_threads() == [1] * len(before)  # the inner block did not give the threads back
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("layout", ["alike", "unlike"])
+def test_elementwise_pieces_cover_every_element_once(threads, monkeypatch, layout):
+    threads(2)
+    monkeypatch.setattr(cpu_threads, "PIECE_BYTES", 8 * 7)  # pieces of 7 float64s: a ragged last one
+    rng = np.random.default_rng(1)
+    a = np.ascontiguousarray(rng.standard_normal((3, 2, 5, 4)).transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    b = rng.standard_normal(a.shape) if layout == "unlike" else a * 2
+    out = np.empty_like(a)
+    calls = cpu_threads.elementwise_on_every_core(lambda o, x, y: np.add(x, y, out=o).size, out, a, b)
+    np.testing.assert_array_equal(out, a + b)
+    assert sum(calls) == a.size
+    assert len(calls) == (1 if layout == "unlike" else -(-a.size // 7))  # unlike layouts: one whole call

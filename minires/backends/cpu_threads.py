@@ -126,3 +126,24 @@ def scratch(name, shape, dtype, zero=False):
         array.fill(0)
     return array
 
+
+
+PIECE_BYTES = 256 * 2**10  # elementwise work: pieces that stay in cache between the passes over them
+
+
+def elementwise_on_every_core(work, out, *inputs):
+    """Run ``work(out_piece, *input_pieces)`` over pieces of the flat memory of arrays laid out
+    alike (same shape and strides, dense), the pieces shared between the cores; returns the
+    list of what the calls returned. Arrays laid out differently are passed whole."""
+    arrays = (out,) + inputs
+    flats = [a.ravel(order="K") for a in arrays]  # views, for dense arrays laid out alike
+    alike = all(a.shape == out.shape and a.strides == out.strides for a in arrays)
+    if not alike or not all(numpy.shares_memory(f, a) for f, a in zip(flats, arrays)):
+        return [work(out, *inputs)]
+    step = max(1, PIECE_BYTES // out.itemsize)
+    pieces = [(start, min(start + step, out.size)) for start in range(0, out.size, step)]
+
+    def run(share):
+        return [work(*(flat[start:stop] for flat in flats)) for start, stop in share]
+
+    return [result for share in run_on_every_core(run, pieces) for result in share]

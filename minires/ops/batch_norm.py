@@ -9,6 +9,7 @@ import numpy
 
 from minires.backends import get_array_module
 from minires.backends.cuda import batch_norm as bn_kernels
+from minires.backends.cpu_threads import run_on_every_core, scratch
 from minires.backends.cuda import contiguous
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
@@ -32,27 +33,39 @@ class BatchNormFunction(Function):
         self.running_var *= 1 - self.momentum
         self.running_var += self.momentum * (var * (m / (m - 1))).astype(self.running_var.dtype)
 
-    # ---- NumPy path -----------------------------------------------------------------------
-    # Few passes over the activations: the per-channel sums are matrix products (BLAS) over the
-    # rows of channel_rows(x), x_hat is never stored (only x_centered, updated in place), and
-    # the output is built from per-channel coefficients.
+    # ---- NumPy path: channel blocks, each in cache, shared between the cores -----------------
+    # Per channel, forward makes four passes (sum, x - mean, sum of squares, scale and shift) and
+    # backward six. Done over the whole activation each pass would stream it from main memory;
+    # done a block of channels at a time (channel_blocks: a few hundred KB, which channel-major
+    # memory keeps contiguous) every pass after the first finds the block in cache. Each core
+    # takes a share of the blocks (minires/backends/cpu_threads.py).
     def forward_numpy(self, x, gamma, beta):
-        shape = _channel_shape(x)
+        x = dense(x)
+        y = numpy.empty_like(x)  # x's layout
+        x3, y3 = channel_view(x), channel_view(y)
+        C, m = x.shape[1], x.size // x.shape[1]
         if self.training:
-            m = x.size // x.shape[1]
-            mean = per_channel_sum(x) / m
-            x_centered = x - mean.reshape(shape)
-            var = per_channel_dot(x_centered, x_centered) / m
-            if self.running_mean is not None:
-                self._update_running_stats(mean, var, m)
+            mean, var = numpy.empty(C, x.dtype), numpy.empty(C, x.dtype)
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
-            x_centered = x - mean.reshape(shape)
+
+        def normalize(share):
+            for c0, c1 in share:
+                x_block, y_block = x3[:, c0:c1], y3[:, c0:c1]
+                if self.training:
+                    mean[c0:c1] = x_block.sum(axis=(0, 2)) / m
+                numpy.subtract(x_block, mean[c0:c1, None], out=y_block)  # x - mean, in y
+                if self.training:
+                    squares = scratch("batch norm product", y_block.shape, x.dtype)
+                    var[c0:c1] = numpy.multiply(y_block, y_block, out=squares).sum(axis=(0, 2)) / m
+                y_block *= (gamma[c0:c1] / numpy.sqrt(var[c0:c1] + self.eps))[:, None]  # gamma * x_hat ...
+                y_block += beta[c0:c1, None]  # ... + beta
+
+        run_on_every_core(normalize, channel_blocks(x3))
+        if self.training and self.running_mean is not None:
+            self._update_running_stats(mean, var, m)
         inv_std = 1.0 / numpy.sqrt(var + self.eps)
         self.save_for_backward(x, mean, inv_std, gamma)
-        y = x_centered  # in place from here on: x_centered is ours
-        y *= (gamma * inv_std).reshape(shape)  # y = gamma * x_hat ...
-        y += beta.reshape(shape)  # ... + beta
         return y
 
     def backward_numpy(self, grad):
@@ -63,17 +76,29 @@ class BatchNormFunction(Function):
         # computed as  scale * g  +  coef * (x - mean)  -  scale * dL/dbeta / m  per channel,
         # with scale = gamma * inv_std and coef = -scale * inv_std * dL/dgamma / m.
         x, mean, inv_std, gamma = self.saved_tensors
-        shape = _channel_shape(x)
-        x_centered = x - mean.reshape(shape)
-        grad_beta = per_channel_sum(grad)
-        grad_gamma = per_channel_dot(grad, x_centered) * inv_std  # sum g * x_hat
+        if grad.strides != x.strides:  # another layout: copy it into x's, so that the blocks line up
+            grad = in_layout_of(x, grad)
+        grad_x = numpy.empty_like(x)
+        x3, g3, gx3 = channel_view(x), channel_view(grad), channel_view(grad_x)
+        C, m = x.shape[1], x.size // x.shape[1]
+        grad_gamma, grad_beta = numpy.empty(C, grad.dtype), numpy.empty(C, grad.dtype)
         scale = gamma * inv_std
-        grad_x = grad * scale.reshape(shape)
-        if self.training:
-            m = grad.size // grad.shape[1]
-            x_centered *= (-scale * inv_std * grad_gamma / m).reshape(shape)
-            grad_x += x_centered
-            grad_x -= (scale * grad_beta / m).reshape(shape)
+
+        def gradients(share):
+            for c0, c1 in share:
+                x_block, g_block, gx_block = x3[:, c0:c1], g3[:, c0:c1], gx3[:, c0:c1]
+                centered = numpy.subtract(x_block, mean[c0:c1, None],
+                                          out=scratch("batch norm centered", x_block.shape, x.dtype))
+                product = numpy.multiply(g_block, centered, out=scratch("batch norm product", x_block.shape, x.dtype))
+                grad_beta[c0:c1] = g_block.sum(axis=(0, 2))
+                grad_gamma[c0:c1] = product.sum(axis=(0, 2)) * inv_std[c0:c1]  # sum g * x_hat
+                numpy.multiply(g_block, scale[c0:c1, None], out=gx_block)
+                if self.training:
+                    centered *= (-scale * inv_std * grad_gamma / m)[c0:c1, None]
+                    gx_block += centered
+                    gx_block -= (scale * grad_beta / m)[c0:c1, None]
+
+        run_on_every_core(gradients, channel_blocks(x3))
         return grad_x, grad_gamma, grad_beta
 
     # ---- kernel path: kernels/batch_norm.cu ------------------------------------------------
@@ -103,41 +128,38 @@ class BatchNormFunction(Function):
         return grad_x, grad_gamma, grad_beta
 
 
-def _channel_shape(x):
-    """The shape that broadcasts a per-channel value against x: (1, C) or (1, C, 1, 1)."""
-    return (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+def dense(x):
+    """x itself when it is (N, C) or channel-major (N, C, H, W), else a channel-major copy: then
+    each channel is one contiguous run of memory (ops/layout.py), and one copy costs less than
+    six passes over short strided rows."""
+    if x.ndim != 4 or is_channel_major(x):
+        return x
+    return numpy.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
 
 
-def channel_rows(a, channel_major):
-    """a (N, C, H, W) as a stack of rows, each of one channel's values: (C, 1, N*H*W) when
-    ``channel_major`` (free for channel-major memory, see ops/layout.py), else (N*C, 1, H*W)
-    (free for NCHW memory; reshape copies any other layout)."""
-    N, C = a.shape[:2]
-    if channel_major:
-        return a.transpose(1, 0, 2, 3).reshape(C, 1, -1)
-    return a.reshape(N * C, 1, -1)
+def in_layout_of(x, a):
+    """A copy of a, laid out in memory as x is."""
+    copy = numpy.empty_like(x)
+    copy[...] = a
+    return copy
 
 
-def per_channel_sum(a):
-    """sum of a over every axis but the channel axis (1): each row of channel_rows(a) times a
-    vector of ones (BLAS), then a channel's rows added; much faster than numpy's sum over
-    axes (0, 2, 3)."""
+def channel_view(a):
+    """a (N, C) or channel-major (N, C, H, W) as (outer, C, inner) without a copy: (N, C, 1) or
+    (1, C, N*H*W). Sums over axes 0 and 2 are then per-channel sums."""
     if a.ndim == 2:
-        return a.sum(axis=0)
-    rows = channel_rows(a, is_channel_major(a))
-    sums = rows @ numpy.ones((rows.shape[2], 1), a.dtype)
-    return sums.reshape(-1, a.shape[1]).sum(axis=0)
+        return a[:, :, None]
+    return a.transpose(1, 0, 2, 3).reshape(1, a.shape[1], -1)
 
 
-def per_channel_dot(a, b):
-    """sum of a * b over every axis but the channel axis, without an a * b temporary: one dot
-    product per row of channel_rows (batched in one matmul: BLAS, and more accurate in float32
-    than summing a * b)."""
-    if a.ndim == 2:
-        return (a.T[:, None, :] @ b.T[:, :, None]).reshape(-1)
-    channel_major = is_channel_major(a) and is_channel_major(b)
-    a_rows, b_rows = channel_rows(a, channel_major), channel_rows(b, channel_major)
-    return (a_rows @ b_rows.transpose(0, 2, 1)).reshape(-1, a.shape[1]).sum(axis=0)
+BLOCK_BYTES = 512 * 2**10  # one block of channels: a quarter of a core's L2 cache
+
+
+def channel_blocks(a3):
+    """(c0, c1) ranges of channels of a3 (outer, C, inner) of about BLOCK_BYTES each."""
+    C = a3.shape[1]
+    per_block = max(1, BLOCK_BYTES // max(1, a3.shape[0] * a3.shape[2] * a3.itemsize))
+    return [(c0, min(c0 + per_block, C)) for c0 in range(0, C, per_block)]
 
 
 def _array(t):
