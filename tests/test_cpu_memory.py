@@ -1,6 +1,5 @@
 """keep_freed_memory (minires/backends/cpu_memory.py): on glibc, what a step freed stays in the process
 and the next step faults no new pages; elsewhere it says it did nothing."""
-import resource
 import subprocess
 import sys
 

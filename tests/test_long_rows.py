@@ -17,10 +17,10 @@ import reference as ref
 
 import minires
 import minires.functional as F
+from minires.backends.cpu_threads import slab_threads
 from minires.ops import conv
 from minires.ops.layout import is_channel_major
 from minires.ops.long_rows import LongRowGrid, fits_long_rows
-from minires.backends.cpu_threads import slab_threads
 
 # (N, C, OC, H, W, kernel, padding): every one takes the long-row path (stride 1, padding <= kernel - 1)
 LONG_ROW_CASES = [

@@ -14,7 +14,7 @@ the cache of the core that made it, and both cores busy all the time:
     two threads, BLAS on 1 core:   core 0: copy GEMM copy GEMM ...   (slabs 0 .. k-1)
                                    core 1: copy GEMM copy GEMM ...   (slabs k .. end)
 
-Measured on 2 cores: 1.2-1.5x faster convolutions. NumPy releases Python's GIL inside
+Measured on 2 cores: stride-1 convolutions 1.4-1.8x faster. NumPy releases Python's GIL inside
 copies and matrix products, so plain threads run in parallel. threadpoolctl sets the BLAS
 library's thread count (OpenBLAS, MKL or BLIS, whichever NumPy uses) and puts it back.
 The number of threads is the BLAS library's own (``OMP_NUM_THREADS`` and friends set it),
@@ -24,9 +24,13 @@ BLAS on one thread, everywhere in an op. A multi-threaded BLAS call (a batch nor
 strided convolution) leaves the BLAS library's helper threads spinning for a while in case
 more work comes, on the cores the slab threads then need: measured, that made a whole
 ResNet-20 step *slower* than without slab threads. So every op on the NumPy path runs with
-BLAS limited to one thread (``single_threaded_blas``: Function.__call__ around forward, and
-autograd's backward around the whole pass), and only the slab threads run in parallel.
-Outside minires's ops, NumPy's BLAS keeps all its threads.
+BLAS limited to one thread (``single_threaded_blas``, entered by ``Function.threads()`` around
+each forward and each backward), and only our threads run in parallel. Outside minires's ops,
+NumPy's BLAS keeps all its threads.
+
+The same threads share other work in pieces: batch norm's blocks of channels, and
+elementwise ops (``elementwise_on_every_core``, used by ReLU). Each thread keeps its scratch
+arrays from call to call (``scratch``).
 """
 import contextlib
 import os
@@ -125,7 +129,6 @@ def scratch(name, shape, dtype, zero=False):
     if zero:
         array.fill(0)
     return array
-
 
 
 PIECE_BYTES = 256 * 2**10  # elementwise work: pieces that stay in cache between the passes over them

@@ -8,8 +8,8 @@ In evaluation the running averages replace the batch statistics.
 import numpy
 
 from minires.backends import get_array_module
-from minires.backends.cuda import batch_norm as bn_kernels
 from minires.backends.cpu_threads import run_on_every_core, scratch
+from minires.backends.cuda import batch_norm as bn_kernels
 from minires.backends.cuda import contiguous
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
