@@ -69,22 +69,27 @@ def single_threaded_blas():
 class OneBLASThread:
     """BLAS on one thread inside, back to its own count after the outermost ``with`` (an op's
     forward runs the slab threads inside its own ``with``). Two ctypes calls per op, a few
-    microseconds: threadpoolctl's own ``limit`` re-reads every library each time."""
+    microseconds: threadpoolctl's own ``limit`` re-reads every library each time. The count
+    of open ``with`` blocks is shared by the whole process (so is BLAS's thread count), so a
+    lock guards it when ops run in several threads at once."""
 
-    depth = 0
+    def __init__(self):
+        self.depth, self.lock = 0, threading.Lock()
 
     def __enter__(self):
-        if self.depth == 0:
-            self.saved = [(library, library.get_num_threads()) for library in _state["blas"]]
-            for library, _ in self.saved:
-                library.set_num_threads(1)
-        self.depth += 1
+        with self.lock:
+            if self.depth == 0:
+                self.saved = [(library, library.get_num_threads()) for library in _state["blas"]]
+                for library, _ in self.saved:
+                    library.set_num_threads(1)
+            self.depth += 1
 
     def __exit__(self, *exception):
-        self.depth -= 1
-        if self.depth == 0:
-            for library, threads in self.saved:
-                library.set_num_threads(threads)
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0:
+                for library, threads in self.saved:
+                    library.set_num_threads(threads)
 
 
 _ONE_BLAS_THREAD = OneBLASThread()
