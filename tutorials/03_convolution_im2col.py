@@ -342,6 +342,25 @@ print("dL/dx matches minires:", np.allclose(grad_x, xt.grad), "  dL/dW matches m
 print(minires.gradcheck(lambda a, b: F.conv2d(a, b, stride=2, padding=1), [xt, wt]))
 
 # %% [markdown]
+# ### How minires does it on the CPU
+#
+# Copying windows one short row at a time is slow, so for stride 1 minires lays a
+# batch slab out in *long rows* (`minires/ops/long_rows.py` draws it): the images
+# side by side in one zero-bordered buffer, where every row of `col` is one
+# contiguous slice. And it never calls col2im: for stride 1 the input gradient is
+# itself a convolution, of $G$ padded by $k - 1 - p$, with the kernel flipped and its
+# two channel axes swapped. Check that identity:
+
+# %%
+x1 = rng.standard_normal((2, 3, 7, 6))
+w1 = rng.standard_normal((4, 3, 3, 3))
+G1 = rng.standard_normal((2, 4, 7, 6))                      # stride 1, padding 1: same size
+grad_x1, _ = conv2d_backward(x1, w1, G1, stride=1, padding=1)
+w_flipped = w1[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)     # (C, OC, 3, 3)
+as_a_convolution = F.conv2d(minires.tensor(G1), minires.tensor(w_flipped.copy()), padding=3 - 1 - 1)
+print("dL/dx is a convolution of G:", np.allclose(grad_x1, as_a_convolution.numpy()))
+
+# %% [markdown]
 # ## Exercises
 #
 # One possible answer is filled in for each, so the file runs top to bottom.
@@ -450,5 +469,7 @@ check("Exercise 3: bias gradient", np.allclose(conv2d_bias_backward(G), bias.gra
 #   overlapping windows add up.
 # * Backward: $\partial L/\partial W = G\,\texttt{col}^\top$,
 #   $\partial L/\partial x = \texttt{col2im}(W^\top G)$: two more GEMMs and a col2im.
+# * For stride 1 the input gradient is also a convolution (of the padded $G$ with the
+#   flipped kernel), which is how minires's CPU path avoids col2im.
 #
 # Next: tutorial 4 derives batch normalization's forward and backward.
