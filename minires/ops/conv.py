@@ -16,8 +16,9 @@ is slower than the arithmetic. So the batch is processed in *slabs* of images
 whose ``col`` fits in a few MB of cache: each slab is one col + one GEMM,
 and ``col`` never travels to main memory. Backward rebuilds each slab's ``col``
 instead of keeping them all: the same cache-sized work again, and no 9x copy of
-every activation held between forward and backward. The output is channel-major
-memory (minires/ops/layout.py). The kernel path uses the window col layout for the
+every activation held between forward and backward. The cores share the slabs, each
+thread building and multiplying its own (minires/backends/cpu_threads.py). The output is
+channel-major memory (minires/ops/layout.py). The kernel path uses the window col layout for the
 whole batch at once, with no slabs (a GPU's memory is its cache): one im2col kernel,
 one GEMM per product, and a copy of the output into NCHW (see
 minires/backends/cuda/conv.py).
