@@ -2,9 +2,12 @@
 
     python benchmarks/bench_ops.py [--batch 128] [--repeats 5]
 
-Times are medians over ``--repeats`` runs after two warm-up runs, float32, NCHW,
-on the CPU. Where PyTorch is installed (``pip install torch==2.13.0``, CPU build)
-the same ops run in PyTorch in the same process and the table shows
+Times are medians over ``--repeats`` runs after two warm-up runs, float32, on the CPU,
+with inputs as a model hands them on: channel-major memory for minires (what its
+convolutions produce, minires/ops/layout.py), NCHW for PyTorch, and no input gradient
+for the first convolution (its input is the images). Where PyTorch is installed
+(``pip install torch==2.13.0``, CPU build) the same ops run in PyTorch in the same
+process, alternating with ours run by run, and the table shows
 ratio = minires time / PyTorch time (lower is better; target for conv2d: <= 1.5).
 The "ResNet-20 total" row weights each conv shape by how often ResNet-20 uses it.
 """
@@ -31,32 +34,47 @@ CONV_SHAPES = [(3, 16, 32, 1, 1), (16, 16, 32, 1, 6), (16, 32, 32, 2, 1), (32, 3
 FEATURE_SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, image size) of the three stages
 
 
-def median_time(step, repeats):
+def median_times(ours, theirs, repeats):
+    """Median seconds of ours() and theirs() (None without PyTorch), timed alternately after
+    two warm-up calls each, so that both see the same moments of a noisy machine."""
+    steps = [step for step in (ours, theirs) if step is not None]
     for _ in range(2):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for step, spent in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            spent.append(time.perf_counter() - start)
+    medians = [statistics.median(spent) for spent in times]
+    return medians[0], (medians[1] if theirs is not None else None)
 
 
 def make_case(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def ours_and_torch(forward, arrays, grad_shape, rng):
-    """Two step functions (ours, PyTorch's) running forward then backward with a random upstream gradient."""
+def channel_major(array):
+    """An activation as minires's convolutions hand them on: (C, N, H, W) memory (ops/layout.py)."""
+    return np.ascontiguousarray(array.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3) if array.ndim == 4 else array
+
+
+def ours_and_torch(forward, arrays, grad_shape, rng, input_grad=True):
+    """Two step functions (ours, PyTorch's) running forward then backward with a random upstream
+    gradient. Our activations and gradient are channel-major, as inside a model; ``input_grad``
+    False: the first input needs no gradient (a network's first layer)."""
     grad = make_case(rng, grad_shape)
-    ours_inputs = [minires.tensor(a, requires_grad=True) for a in arrays]
+    needs = [input_grad] + [True] * (len(arrays) - 1)
+    ours_inputs = [minires.tensor(channel_major(a), requires_grad=r) for a, r in zip(arrays, needs)]
+    ours_grad = channel_major(grad)
 
     def ours():
-        forward("minires", *ours_inputs).backward(grad)
+        forward("minires", *ours_inputs).backward(ours_grad)
 
     if torch is None:
         return ours, None
-    torch_inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    torch_inputs = [torch.tensor(a, requires_grad=r) for a, r in zip(arrays, needs)]
     torch_grad = torch.tensor(grad)
 
     def theirs():
@@ -89,17 +107,19 @@ def cases(batch):
     for cin, cout, size, stride, count in CONV_SHAPES:
         out = (size + 2 - 3) // stride + 1
         yield ("conv2d 3x3", f"{cin}->{cout} {size}x{size} s{stride}", count,
-               lambda lib, x, w, s=stride: conv(lib, x, w, s), [(batch, cin, size, size), (cout, cin, 3, 3)], (batch, cout, out, out))
+               lambda lib, x, w, s=stride: conv(lib, x, w, s), [(batch, cin, size, size), (cout, cin, 3, 3)], (batch, cout, out, out),
+               cin != 3)  # the first conv's input (the images) needs no gradient
     for channels, size in FEATURE_SHAPES:
         shape = (batch, channels, size, size)
-        yield "batch_norm train", f"{channels}x{size}x{size}", 0, batch_norm, [shape, (channels,), (channels,)], shape
+        yield "batch_norm train", f"{channels}x{size}x{size}", 0, batch_norm, [shape, (channels,), (channels,)], shape, True
     for channels, size in FEATURE_SHAPES:
         shape = (batch, channels, size, size)
-        yield "relu", f"{channels}x{size}x{size}", 0, relu, [shape], shape
+        yield "relu", f"{channels}x{size}x{size}", 0, relu, [shape], shape, True
     for channels, size in FEATURE_SHAPES:
         shape = (batch, channels, size, size)
         yield ("max_pool2d 3x3 s2 p1", f"{channels}x{size}x{size}", 0,
-               lambda lib, x: max_pool(lib, x, 3, 2, 1), [shape], (batch, channels, (size - 1) // 2 + 1, (size - 1) // 2 + 1))
+               lambda lib, x: max_pool(lib, x, 3, 2, 1), [shape], (batch, channels, (size - 1) // 2 + 1, (size - 1) // 2 + 1),
+               True)
 
 
 def main():
@@ -114,10 +134,9 @@ def main():
     print(header)
     print("-" * len(header))
     total_ours = total_theirs = 0.0
-    for name, shape, count, forward, input_shapes, grad_shape in cases(args.batch):
-        ours, theirs = ours_and_torch(forward, [make_case(rng, s) for s in input_shapes], grad_shape, rng)
-        t_ours = median_time(ours, args.repeats)
-        t_theirs = median_time(theirs, args.repeats) if theirs else None
+    for name, shape, count, forward, input_shapes, grad_shape, input_grad in cases(args.batch):
+        ours, theirs = ours_and_torch(forward, [make_case(rng, s) for s in input_shapes], grad_shape, rng, input_grad)
+        t_ours, t_theirs = median_times(ours, theirs, args.repeats)
         ratio = f"{t_ours / t_theirs:6.2f}" if t_theirs else "     -"
         theirs_ms = f"{t_theirs * 1e3:9.2f}" if t_theirs else "        -"
         print(f"{name:<22} {shape:<22} {t_ours * 1e3:10.2f} {theirs_ms} {ratio}")
