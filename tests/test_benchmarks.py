@@ -1,0 +1,41 @@
+"""The benchmark scripts run end to end on tiny batches (their numbers are not checked: speed
+lives in the benchmarks, not in timed tests), and print the tables their docstrings promise."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_bench_train_runs_the_workers_in_lockstep_with_a_baseline_and_a_profile():
+    text = run("bench_train.py", "--models", "resnet20", "--batch", "2", "--steps", "2", "--profile",
+               "--baseline", ROOT)
+    assert "resnet20 training step, batch 2" in text
+    rows = {line.split()[0] for line in text.splitlines() if line.split()}
+    assert {"minires", "baseline"} <= rows
+    assert f"baseline: the minires in {os.path.join(ROOT, 'minires')}" in text
+    assert "Conv2dFunction backward" in text and "autograd, Python, the rest" in text
+
+
+def test_bench_train_inference_mode():
+    text = run("bench_train.py", "--models", "resnet20", "--batch", "2", "--steps", "1", "--inference")
+    assert "resnet20 inference (eval, no graph), batch 2" in text
+
+
+def test_bench_train_refuses_an_unknown_model_in_one_line():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_train.py"), "--models", "resnet7"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown model 'resnet7'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bench_ops_prints_every_op_and_the_resnet20_total():
+    text = run("bench_ops.py", "--batch", "2", "--repeats", "1")
+    for op in ("conv2d 3x3", "batch_norm train", "relu", "max_pool2d"):
+        assert op in text
