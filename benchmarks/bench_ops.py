@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import minires
 import minires.functional as F
+from minires.ops.layout import as_channel_major
 
 try:
     import torch
@@ -55,19 +56,14 @@ def make_case(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def channel_major(array):
-    """An activation as minires's convolutions hand them on: (C, N, H, W) memory (ops/layout.py)."""
-    return np.ascontiguousarray(array.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3) if array.ndim == 4 else array
-
-
 def ours_and_torch(forward, arrays, grad_shape, rng, input_grad=True):
     """Two step functions (ours, PyTorch's) running forward then backward with a random upstream
     gradient. Our activations and gradient are channel-major, as inside a model; ``input_grad``
     False: the first input needs no gradient (a network's first layer)."""
     grad = make_case(rng, grad_shape)
     needs = [input_grad] + [True] * (len(arrays) - 1)
-    ours_inputs = [minires.tensor(channel_major(a), requires_grad=r) for a, r in zip(arrays, needs)]
-    ours_grad = channel_major(grad)
+    ours_inputs = [minires.tensor(as_channel_major(a), requires_grad=r) for a, r in zip(arrays, needs)]
+    ours_grad = as_channel_major(grad)  # as minires's convolutions hand activations on
 
     def ours():
         forward("minires", *ours_inputs).backward(ours_grad)

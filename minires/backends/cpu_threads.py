@@ -144,9 +144,10 @@ def elementwise_on_every_core(work, out, *inputs):
     alike (same shape and strides, dense), the pieces shared between the cores; returns the
     list of what the calls returned. Arrays laid out differently are passed whole."""
     arrays = (out,) + inputs
-    flats = [a.ravel(order="K") for a in arrays]  # views, for dense arrays laid out alike
-    alike = all(a.shape == out.shape and a.strides == out.strides for a in arrays)
-    if not alike or not all(numpy.shares_memory(f, a) for f, a in zip(flats, arrays)):
+    if not all(a.shape == out.shape and a.strides == out.strides for a in arrays):
+        return [work(out, *inputs)]
+    flats = [a.ravel(order="K") for a in arrays]  # views when out is dense (and so, alike, the rest)
+    if not all(numpy.shares_memory(f, a) for f, a in zip(flats, arrays)):
         return [work(out, *inputs)]
     step = max(1, PIECE_BYTES // out.itemsize)
     pieces = [(start, min(start + step, out.size)) for start in range(0, out.size, step)]

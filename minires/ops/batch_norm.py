@@ -13,7 +13,7 @@ from minires.backends.cuda import batch_norm as bn_kernels
 from minires.backends.cuda import contiguous
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor
-from minires.ops.layout import is_channel_major
+from minires.ops.layout import as_channel_major
 from minires.ops.validate import require_float, require_ndim, require_same_dtype
 
 
@@ -40,7 +40,7 @@ class BatchNormFunction(Function):
     # memory keeps contiguous) every pass after the first finds the block in cache. Each core
     # takes a share of the blocks (minires/backends/cpu_threads.py).
     def forward_numpy(self, x, gamma, beta):
-        x = dense(x)
+        x = as_channel_major(x)  # each channel one contiguous run: one copy beats six strided passes
         y = numpy.empty_like(x)  # x's layout
         x3, y3 = channel_view(x), channel_view(y)
         C, m = x.shape[1], x.size // x.shape[1]
@@ -126,15 +126,6 @@ class BatchNormFunction(Function):
         grad_x = bn_kernels.batch_norm_backward_input(x, grad, mean, inv_std, gamma, grad_gamma, grad_beta,
                                                       self.training)
         return grad_x, grad_gamma, grad_beta
-
-
-def dense(x):
-    """x itself when it is (N, C) or channel-major (N, C, H, W), else a channel-major copy: then
-    each channel is one contiguous run of memory (ops/layout.py), and one copy costs less than
-    six passes over short strided rows."""
-    if x.ndim != 4 or is_channel_major(x):
-        return x
-    return numpy.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
 
 
 def in_layout_of(x, a):

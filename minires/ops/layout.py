@@ -24,3 +24,10 @@ def channel_major_zeros(shape, dtype):
     """Zeros of shape (N, C, H, W), stored channel-major."""
     N, C, H, W = shape
     return numpy.zeros((C, N, H, W), dtype=dtype).transpose(1, 0, 2, 3)
+
+
+def as_channel_major(a):
+    """a itself when it is not 4-D or already channel-major, else a channel-major copy."""
+    if a.ndim != 4 or is_channel_major(a):
+        return a
+    return numpy.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
