@@ -53,10 +53,12 @@ def test_gathered_columns_are_the_loop_im2col_at_every_output(case):
     OH, OW = grid.out_hw
     buffer = np.zeros((C, grid.buffer_length(N)))
     grid.fill(buffer, x.transpose(1, 0, 2, 3), N)
-    col = grid.gather(buffer, N, np.empty(C * kernel[0] * kernel[1] * grid.positions(N)))
-    expected = ref.im2col(x, kernel, 1, padding)  # (N, C*kh*kw, OH*OW)
-    at_outputs = grid.valid(col, N)  # (C*kh*kw, N, OH, OW)
-    np.testing.assert_array_equal(at_outputs.transpose(1, 0, 2, 3).reshape(N, -1, OH * OW), expected)
+    kh, kw = kernel
+    col = grid.gather(buffer, N, np.empty(C * kh * kw * grid.positions(N)))  # rows (i, c, j)
+    expected = ref.im2col(x, kernel, 1, padding)  # (N, C*kh*kw, OH*OW), rows (c, i, j)
+    at_outputs = grid.valid(col.reshape(kh * C * kw, -1), N).reshape(kh, C, kw, N, OH, OW)
+    in_im2col_order = at_outputs.transpose(3, 1, 0, 2, 4, 5).reshape(N, C * kh * kw, OH * OW)
+    np.testing.assert_array_equal(in_im2col_order, expected)
 
 
 def test_a_shorter_slab_after_a_longer_one_sees_zeros_past_its_images():
@@ -215,3 +217,31 @@ def test_a_resnet_step_keeps_every_activation_and_gradient_channel_major(monkeyp
     assert len(seen) > 50 and len(grads) > 50
     assert [entry for entry in seen if not entry[2]] == []
     assert [entry for entry in grads if not entry[1]] == []
+
+
+@pytest.mark.parametrize("C, size", [(16, 32), (32, 16)])
+def test_float32_input_gradient_rounds_less_than_one_gemm(C, size):
+    """The input gradient is a sum of one GEMM per kernel row (long_rows.multiply_by_kernel_rows):
+    its float32 error against float64 must stay well below that of one GEMM over all C*kh*kw
+    terms (the flipped-kernel product on the loop im2col, each output one BLAS dot)."""
+    rng = np.random.default_rng(1)
+    N = 4
+    # float32 values, so that the float64 result is exact for the float32 inputs
+    x = rng.standard_normal((N, C, size, size)).astype(np.float32).astype(np.float64)
+    w = (rng.standard_normal((C, C, 3, 3)) * np.sqrt(2 / (9 * C))).astype(np.float32).astype(np.float64)
+    g = rng.standard_normal((N, C, size, size)).astype(np.float32).astype(np.float64)
+
+    def grad_x(dtype):
+        xt = minires.tensor(x.astype(dtype), requires_grad=True)
+        F.conv2d(xt, minires.tensor(w.astype(dtype)), padding=1).backward(minires.tensor(g.astype(dtype)))
+        return xt.grad.numpy().astype(np.float64)
+
+    exact = grad_x(np.float64)
+    w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1).astype(np.float32)
+    col_g = ref.im2col(g, (3, 3), 1, 1).astype(np.float32)  # (N, C*9, H*W), exact copies
+    one_gemm = np.matmul(w_flipped, col_g).reshape(exact.shape).astype(np.float64)
+
+    def rms_error(result):
+        return np.sqrt(np.mean((result - exact) ** 2) / np.mean(exact ** 2))
+
+    assert rms_error(grad_x(np.float32)) < 0.8 * rms_error(one_gemm)

@@ -33,7 +33,20 @@ and padding 1); ``valid`` cuts them away.
 It needs stride 1 and ``padding <= kernel - 1`` (then OW <= Wr and OH <= Hr, and the
 input gradient, a convolution with padding ``kernel - 1 - padding``, fits the same
 grid: see Conv2dFunction.backward_numpy).
+
+Kernel row by kernel row. ``gather`` orders col's rows (i, c, j), kernel row first, so that
+each kernel row's rows are one block, and the product is a sum of kh GEMMs,
+
+    W_mat @ col = sum over i of W_i @ col_i,   W_i = weight[:, :, i, :] as an (OC, C*kw) matrix,
+
+(``multiply_by_kernel_rows``). In float32 every output is then a sum of kh partial sums of
+C*kw terms instead of one running sum of C*kh*kw terms, which rounds less. Measured on
+ResNet-20's 3x3 convolutions, the float32 input gradient's rms error against float64 is 0.6x
+the one-GEMM product's for 16 and 32 channels and 0.85x for 64 (tests/test_long_rows.py
+checks it), and a training step is as fast.
 """
+import numpy
+
 
 def fits_long_rows(kernel, stride, padding):
     """Whether the long-row layout applies: stride 1 and padding at most kernel - 1 on both axes."""
@@ -67,20 +80,36 @@ class LongRowGrid:
         buffer[:, start + self.positions(n):] = 0  # a shorter last slab: clear what the longer ones left
 
     def gather(self, buffer, n, storage):
-        """col (C*kh*kw, Q) from the buffer, written into the front of the flat array ``storage``:
-        one contiguous slice per channel and kernel offset."""
+        """col from the buffer, written into the front of the flat array ``storage``: one
+        contiguous slice per channel and kernel offset. Shape (kh, C*kw, Q): the block of
+        rows (c, j) of each kernel row i; ``col.reshape(-1, Q)`` has the rows (i, c, j)."""
         C, Q = buffer.shape[0], self.positions(n)
-        col = matrix(storage, C * self.kh * self.kw, Q).reshape(C, self.kh, self.kw, Q)
+        col = matrix(storage, self.kh * C * self.kw, Q).reshape(self.kh, C, self.kw, Q)
         for i in range(self.kh):
             for j in range(self.kw):
                 offset = i * self.Wr + j
-                col[:, i, j, :] = buffer[:, offset:offset + Q]
-        return col.reshape(-1, Q)
+                col[i, :, j, :] = buffer[:, offset:offset + Q]
+        return col.reshape(self.kh, C * self.kw, Q)
 
     def valid(self, grid_values, n):
         """(rows, Q) values on the grid -> (rows, n, OH, OW): the grid positions that are outputs."""
         OH, OW = self.out_hw
         return grid_values.reshape(-1, n, self.Hr, self.Wr)[:, :, :OH, :OW]
+
+
+def kernel_rows(weight):
+    """weight (OC, C, kh, kw) -> (kh, OC, C*kw): the matrix W_i of each kernel row i, matching
+    the blocks of ``gather``'s col."""
+    OC, C, kh, kw = weight.shape
+    return numpy.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, OC, C * kw)
+
+
+def multiply_by_kernel_rows(w_rows, col, out, partial):
+    """out = sum over kernel rows i of w_rows[i] @ col[i], with ``partial`` (out's shape) as scratch."""
+    numpy.matmul(w_rows[0], col[0], out=out)
+    for i in range(1, len(w_rows)):
+        numpy.matmul(w_rows[i], col[i], out=partial)
+        out += partial
 
 
 def matrix(storage, rows, columns):
