@@ -129,3 +129,30 @@ def test_elementwise_pieces_cover_every_element_once(threads, monkeypatch, layou
     np.testing.assert_array_equal(out, a + b)
     assert sum(calls) == a.size
     assert len(calls) == (1 if layout == "unlike" else -(-a.size // 7))  # unlike layouts: one whole call
+
+
+@pytest.mark.parametrize("case", ["channel-major", "unlike layouts", "broadcast", "small", "mixed dtypes"])
+def test_add_is_numpys_plus_and_keeps_the_layout(threads, monkeypatch, case):
+    """cpu_threads.add (residual additions, gradient sums) splits alike arrays into pieces and
+    gives everything else to NumPy's +: the same values, dtype and layout either way."""
+    threads(2)
+    monkeypatch.setattr(cpu_threads, "PIECE_BYTES", 8 * 7)  # many pieces, a ragged last one
+    rng = np.random.default_rng(2)
+    a = np.ascontiguousarray(rng.standard_normal((3, 4, 5, 6)).transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    b = {"channel-major": a * 3 - 1,
+         "unlike layouts": rng.standard_normal(a.shape),
+         "broadcast": rng.standard_normal((1, 4, 1, 1)),
+         "small": None,
+         "mixed dtypes": (a * 3).astype(np.float32)}[case]
+    if case == "small":
+        monkeypatch.setattr(cpu_threads, "PIECE_BYTES", 2**20)
+        b = a * 3 - 1
+    pieces = []
+    original = cpu_threads.elementwise_on_every_core
+    monkeypatch.setattr(cpu_threads, "elementwise_on_every_core",
+                        lambda *args: pieces.append(1) or original(*args))
+    result = cpu_threads.add(a, b)
+    expected = a + b
+    np.testing.assert_array_equal(result, expected)
+    assert result.dtype == expected.dtype and result.strides == expected.strides
+    assert bool(pieces) == (case == "channel-major")  # only alike, large arrays go to the cores

@@ -16,7 +16,7 @@ Hooks (``Tensor.register_hook``) see a tensor's whole gradient once per pass: a
 non-leaf's when its Function is reached (every consumer has contributed by then),
 a leaf's at the end, before it is added to ``.grad``.
 """
-from minires.backends import get_array_module
+from minires.backends import cpu_threads, get_array_module
 from minires.engine.tensor import run_hooks
 
 
@@ -87,7 +87,7 @@ def backward(output, grad=None, retain_graph=False):
                 previous = leaf_grads.get(id(t))
                 leaf_grads[id(t)] = (t, g if previous is None else previous[1] + g)  # new array: g may be shared
             elif t.grad_fn in pending:
-                pending[t.grad_fn] = pending[t.grad_fn] + g  # new array: g may be shared
+                pending[t.grad_fn] = cpu_threads.add(pending[t.grad_fn], g)  # new array: g may be shared
             else:
                 pending[t.grad_fn] = g
         if not retain_graph:
