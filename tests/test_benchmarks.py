@@ -39,3 +39,10 @@ def test_bench_ops_prints_every_op_and_the_resnet20_total():
     text = run("bench_ops.py", "--batch", "2", "--repeats", "1")
     for op in ("conv2d 3x3", "batch_norm train", "relu", "max_pool2d"):
         assert op in text
+
+
+def test_bench_ops_gemm_floor_has_a_row_per_conv_shape_and_a_total():
+    text = run("bench_ops.py", "--batch", "2", "--repeats", "1", "--gemm-floor")
+    floor_rows = [line for line in text.splitlines() if line.startswith("conv2d GEMMs only")]
+    assert len(floor_rows) == 6 + 1  # ResNet-20's six conv shapes and their weighted total
+    assert all("(forward's: " in line for line in floor_rows)
