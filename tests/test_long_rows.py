@@ -54,10 +54,10 @@ def test_gathered_columns_are_the_loop_im2col_at_every_output(case):
     buffer = np.zeros((C, grid.buffer_length(N)))
     grid.fill(buffer, x.transpose(1, 0, 2, 3), N)
     kh, kw = kernel
-    col = grid.gather(buffer, N, np.empty(C * kh * kw * grid.positions(N)))  # rows (i, c, j)
+    col = grid.gather(buffer, N, np.empty(C * kh * kw * grid.positions(N)))  # (kh, kw, C, Q): rows (i, j, c)
     expected = ref.im2col(x, kernel, 1, padding)  # (N, C*kh*kw, OH*OW), rows (c, i, j)
-    at_outputs = grid.valid(col.reshape(kh * C * kw, -1), N).reshape(kh, C, kw, N, OH, OW)
-    in_im2col_order = at_outputs.transpose(3, 1, 0, 2, 4, 5).reshape(N, C * kh * kw, OH * OW)
+    at_outputs = grid.valid(col.reshape(kh * kw * C, -1), N).reshape(kh, kw, C, N, OH, OW)
+    in_im2col_order = at_outputs.transpose(3, 2, 0, 1, 4, 5).reshape(N, C * kh * kw, OH * OW)
     np.testing.assert_array_equal(in_im2col_order, expected)
 
 
@@ -221,9 +221,10 @@ def test_a_resnet_step_keeps_every_activation_and_gradient_channel_major(monkeyp
 
 @pytest.mark.parametrize("C, size", [(16, 32), (32, 16)])
 def test_float32_input_gradient_rounds_less_than_one_gemm(C, size):
-    """The input gradient is a sum of one GEMM per kernel row (long_rows.multiply_by_kernel_rows):
+    """The input gradient is a sum of one GEMM per kernel offset (long_rows.multiply_in_blocks):
     its float32 error against float64 must stay well below that of one GEMM over all C*kh*kw
-    terms (the flipped-kernel product on the loop im2col, each output one BLAS dot)."""
+    terms (the flipped-kernel product on the loop im2col, each output one BLAS dot); measured
+    0.44x and 0.40x of it (one GEMM per kernel row: 0.62x), as col2im gave."""
     rng = np.random.default_rng(1)
     N = 4
     # float32 values, so that the float64 result is exact for the float32 inputs
@@ -244,4 +245,4 @@ def test_float32_input_gradient_rounds_less_than_one_gemm(C, size):
     def rms_error(result):
         return np.sqrt(np.mean((result - exact) ** 2) / np.mean(exact ** 2))
 
-    assert rms_error(grad_x(np.float32)) < 0.8 * rms_error(one_gemm)
+    assert rms_error(grad_x(np.float32)) < 0.55 * rms_error(one_gemm)

@@ -31,7 +31,9 @@ from minires.backends.cpu_threads import run_on_every_core, scratch
 from minires.backends.cuda import conv as conv_kernels
 from minires.engine.function import Function
 from minires.ops.im2col import col2im, conv_output_size, im2col
-from minires.ops.long_rows import LongRowGrid, fits_long_rows, kernel_rows, matrix, multiply_by_kernel_rows
+from minires.ops.long_rows import (
+    LongRowGrid, fits_long_rows, kernel_offsets, kernel_rows, matrix, multiply_in_blocks,
+)
 from minires.ops.validate import pair, require_float, require_ndim, require_same_dtype
 
 SLAB_BYTES = 4 * 2**20  # one slab's col on the CPU: about two cores' L2 (a ResNet-20 step is ~10% faster than with 2 MB)
@@ -83,10 +85,10 @@ class Conv2dFunction(Function):
         # Stride 1, so dL/dx[c, h, w] = sum over (o, i, j) of G[o, h + ph - i, w + pw - j] W[o, c, i, j]:
         # itself a stride-1 convolution, of G zero-padded by (kernel - 1 - padding), with the kernel
         # flipped in i and j and its channel axes swapped:  dX = W_flipped @ col_G,  on forward's grid
-        # (kernel row by kernel row, as in forward). No col2im at all. The same col_G gives the weight
-        # gradient: with i' = kh-1-i, j' = kw-1-j,
+        # (one GEMM per kernel offset, summed: long_rows.py says why). No col2im at all. The same col_G
+        # gives the weight gradient: with i' = kh-1-i, j' = kw-1-j,
         #   dL/dW[o, c, i, j] = sum over (h, w) of x[c, h, w] G[o, h + ph - i, w + pw - j]
-        #                     = sum over grid positions q of col_G[(i', o, j'), q] X[c, q],
+        #                     = sum over grid positions q of col_G[(i', j', o), q] X[c, q],
         # X being x on the grid, zero where the grid has no pixel: a slice of x's long-row buffer.
         # Without dX (a first layer), col_x has fewer rows: dL/dW_mat = G @ col_x^T, with G on the
         # grid, a slice of G's long-row buffer.
@@ -102,7 +104,7 @@ class Conv2dFunction(Function):
         slabs = slab_ranges(x.shape[0], col_rows * x_grid.positions(1) * x.itemsize)
         n_max = slabs[0][1]
         if need_x:
-            w_flipped = kernel_rows(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (kh, C, OC*kw)
+            w_flipped = kernel_offsets(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (kh*kw, C, OC)
             grad_x_cn = numpy.empty((C,) + x.shape[:1] + x.shape[2:], dtype=grad.dtype)
 
         def gradients(share):  # one core's share of the slabs (backends/cpu_threads.py): its part of grad_w
@@ -111,7 +113,7 @@ class Conv2dFunction(Function):
             col_storage = scratch("col", (col_rows * x_grid.positions(n_max),), x.dtype)
             grad_x_grid_storage = scratch("output grid", (C * x_grid.positions(n_max),), grad.dtype) if need_x else None
             partial_storage = scratch("partial product", (C * x_grid.positions(n_max),), grad.dtype) if need_x else None
-            # rows (i', o, j') from col_G, or (i, c, j) from col_x
+            # rows (i', j', o) from col_G, or (i, j, c) from col_x
             grad_w_mat = numpy.zeros((col_rows, C if need_x else OC), dtype=grad.dtype) if need_w else None
             for start, stop in share:
                 n = stop - start
@@ -124,7 +126,8 @@ class Conv2dFunction(Function):
                 if need_x:
                     col_g = g_grid.gather(g_buffer, n, col_storage)
                     grad_x_grid = matrix(grad_x_grid_storage, C, Q)
-                    multiply_by_kernel_rows(w_flipped, col_g, grad_x_grid, matrix(partial_storage, C, Q))
+                    multiply_in_blocks(w_flipped, col_g.reshape(kh * kw, OC, Q), grad_x_grid,
+                                       matrix(partial_storage, C, Q))
                     grad_x_cn[:, start:stop] = g_grid.valid(grad_x_grid, n)
                     if need_w:
                         grad_w_mat += col_g.reshape(-1, Q) @ x_buffer[:, x_on_grid:x_on_grid + Q].T
@@ -137,10 +140,10 @@ class Conv2dFunction(Function):
         grad_w_mat = sum(grad_w_parts[1:], grad_w_parts[0]) if need_w else None
         grad_x = grad_x_cn.transpose(1, 0, 2, 3) if need_x else None
         grad_w = None
-        if need_w and need_x:  # (i', o, j') x c  ->  (o, c, i, j), flipping i' and j' back
-            grad_w = grad_w_mat.reshape(kh, OC, kw, C)[::-1, :, ::-1].transpose(1, 3, 0, 2)
-        elif need_w:  # (i, c, j) x o  ->  (o, c, i, j)
-            grad_w = grad_w_mat.reshape(kh, C, kw, OC).transpose(3, 1, 0, 2)
+        if need_w and need_x:  # (i', j', o) x c  ->  (o, c, i, j), flipping i' and j' back
+            grad_w = grad_w_mat.reshape(kh, kw, OC, C)[::-1, ::-1].transpose(2, 3, 0, 1)
+        elif need_w:  # (i, j, c) x o  ->  (o, c, i, j)
+            grad_w = grad_w_mat.reshape(kh, kw, C, OC).transpose(3, 2, 0, 1)
         if grad_w is not None:
             grad_w = numpy.ascontiguousarray(grad_w)
         return grad_x, grad_w
@@ -202,7 +205,7 @@ class Conv2dFunction(Function):
 
 def correlate_long_rows(x_cn, w_rows, padding, y_cn):
     """y_cn (OC, N, OH, OW) = the stride-1 convolution of x_cn (C, N, H, W) with the kernel rows
-    w_rows (kh, OC, C*kw) (long_rows.kernel_rows), slab by slab: fill the slab's long-row buffer,
+    w_rows (kh, OC, kw*C) (long_rows.kernel_rows), slab by slab: fill the slab's long-row buffer,
     gather col, one GEMM per kernel row, keep the valid outputs.
     Each core takes a share of the slabs, with scratch arrays of its own (backends/cpu_threads.py)."""
     (C, N), (kh, OC, row_length) = x_cn.shape[:2], w_rows.shape
@@ -220,7 +223,8 @@ def correlate_long_rows(x_cn, w_rows, padding, y_cn):
             Q = grid.positions(n)
             grid.fill(buffer, x_cn[:, start:stop], n)
             y_grid = matrix(y_grid_storage, OC, Q)
-            multiply_by_kernel_rows(w_rows, grid.gather(buffer, n, col_storage), y_grid, matrix(partial_storage, OC, Q))
+            col = grid.gather(buffer, n, col_storage).reshape(kh, row_length, Q)
+            multiply_in_blocks(w_rows, col, y_grid, matrix(partial_storage, OC, Q))
             y_cn[:, start:stop] = grid.valid(y_grid, n)
 
     run_on_every_core(convolve, slabs)

@@ -34,16 +34,19 @@ It needs stride 1 and ``padding <= kernel - 1`` (then OW <= Wr and OH <= Hr, and
 input gradient, a convolution with padding ``kernel - 1 - padding``, fits the same
 grid: see Conv2dFunction.backward_numpy).
 
-Kernel row by kernel row. ``gather`` orders col's rows (i, c, j), kernel row first, so that
-each kernel row's rows are one block, and the product is a sum of kh GEMMs,
+Products in blocks. ``gather`` orders col's rows (i, j, c): kernel offset first, then
+channel, so that the rows of each kernel offset, and so of each kernel row, are one block.
+A product with col is then a sum of GEMMs, one per block (``multiply_in_blocks``):
 
-    W_mat @ col = sum over i of W_i @ col_i,   W_i = weight[:, :, i, :] as an (OC, C*kw) matrix,
+    W_mat @ col = sum over i of W_i @ col_i       W_i = weight[:, :, i, :], (OC, kw*C): forward
+                = sum over (i, j) of W_ij @ col_ij    W_ij = weight[:, :, i, j], (OC, C): input gradient
 
-(``multiply_by_kernel_rows``). In float32 every output is then a sum of kh partial sums of
-C*kw terms instead of one running sum of C*kh*kw terms, which rounds less. Measured on
-ResNet-20's 3x3 convolutions, the float32 input gradient's rms error against float64 is 0.6x
-the one-GEMM product's for 16 and 32 channels and 0.85x for 64 (tests/test_long_rows.py
-checks it), and a training step is as fast.
+In float32 each output is then a sum of a few partial sums instead of one running sum of
+C*kh*kw terms, which rounds less. Measured on ResNet-20's 3x3 convolutions, the input
+gradient's rms error against float64 is what col2im gave before the long rows (1e-7 for 16
+channels; tests/test_long_rows.py checks it) instead of twice that with one GEMM. One GEMM
+per kernel offset costs about 4% of a training step, so forward, whose error no gradient
+check sees, takes one per kernel row: as fast as one GEMM, and still more accurate.
 """
 import numpy
 
@@ -81,15 +84,16 @@ class LongRowGrid:
 
     def gather(self, buffer, n, storage):
         """col from the buffer, written into the front of the flat array ``storage``: one
-        contiguous slice per channel and kernel offset. Shape (kh, C*kw, Q): the block of
-        rows (c, j) of each kernel row i; ``col.reshape(-1, Q)`` has the rows (i, c, j)."""
+        contiguous slice per channel and kernel offset. Shape (kh, kw, C, Q), the rows (i, j, c):
+        ``col.reshape(kh, kw*C, Q)`` gives the block of each kernel row, ``col.reshape(kh*kw, C, Q)``
+        the block of each kernel offset, ``col.reshape(-1, Q)`` all of col."""
         C, Q = buffer.shape[0], self.positions(n)
-        col = matrix(storage, self.kh * C * self.kw, Q).reshape(self.kh, C, self.kw, Q)
+        col = matrix(storage, self.kh * self.kw * C, Q).reshape(self.kh, self.kw, C, Q)
         for i in range(self.kh):
             for j in range(self.kw):
                 offset = i * self.Wr + j
-                col[i, :, j, :] = buffer[:, offset:offset + Q]
-        return col.reshape(self.kh, C * self.kw, Q)
+                col[i, j] = buffer[:, offset:offset + Q]
+        return col
 
     def valid(self, grid_values, n):
         """(rows, Q) values on the grid -> (rows, n, OH, OW): the grid positions that are outputs."""
@@ -98,17 +102,23 @@ class LongRowGrid:
 
 
 def kernel_rows(weight):
-    """weight (OC, C, kh, kw) -> (kh, OC, C*kw): the matrix W_i of each kernel row i, matching
-    the blocks of ``gather``'s col."""
+    """weight (OC, C, kh, kw) -> (kh, OC, kw*C): the matrix W_i of each kernel row i, its columns
+    (j, c) matching the rows of ``gather``'s col."""
     OC, C, kh, kw = weight.shape
-    return numpy.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, OC, C * kw)
+    return numpy.ascontiguousarray(weight.transpose(2, 0, 3, 1)).reshape(kh, OC, kw * C)
 
 
-def multiply_by_kernel_rows(w_rows, col, out, partial):
-    """out = sum over kernel rows i of w_rows[i] @ col[i], with ``partial`` (out's shape) as scratch."""
-    numpy.matmul(w_rows[0], col[0], out=out)
-    for i in range(1, len(w_rows)):
-        numpy.matmul(w_rows[i], col[i], out=partial)
+def kernel_offsets(weight):
+    """weight (OC, C, kh, kw) -> (kh*kw, OC, C): the matrix W_ij of each kernel offset (i, j)."""
+    OC, C, kh, kw = weight.shape
+    return numpy.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh * kw, OC, C)
+
+
+def multiply_in_blocks(w_blocks, col_blocks, out, partial):
+    """out = sum over blocks b of w_blocks[b] @ col_blocks[b], with ``partial`` (out's shape) as scratch."""
+    numpy.matmul(w_blocks[0], col_blocks[0], out=out)
+    for b in range(1, len(w_blocks)):
+        numpy.matmul(w_blocks[b], col_blocks[b], out=partial)
         out += partial
 
 
