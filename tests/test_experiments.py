@@ -1,5 +1,6 @@
 """The gradient-flow experiments on their "tiny" presets: the claims that hold robustly,
-the files they write, repeatability, deleting a block through the model's parts, and bad input.
+the files they write (with every seed's values), repeatability, deleting a block through the
+model's parts, and bad input. The verdict logic itself is in tests/test_claims.py.
 
 Each experiment runs once per module (fixtures below) and several tests read its result.
 """
@@ -14,6 +15,8 @@ import pytest
 import minires
 from minires.__main__ import main
 from minires.experiments import degradation, gradient_norms, identity_mapping, lesion
+from minires.experiments.common import in_parallel
+from minires.experiments.gradient_norms import first_to_last
 from minires.experiments.lesion import accuracy_without_block, what_is_left
 from minires.experiments.recipe import BlockWatch, build_network, held_out_batches, load_data
 from minires.models import CifarResNet
@@ -105,14 +108,24 @@ def test_gradient_norms_files(norms):
     with open(os.path.join(out, "gradient_norms.json"), encoding="utf-8") as f:
         saved = json.load(f)
     assert saved["summary"] == result["summary"] and saved["settings"]["depths"] == [8, 56]
+    # every seed's ratios (tiny: seeds 0 and 1), and the summary is their geometric mean
+    assert saved["seeds"] == [0, 1] and set(saved["runs"]) == {"0", "1"}
+    per_seed = [saved["runs"][seed]["plain-56"]["block_input_first_to_last_at_init"] for seed in ("0", "1")]
+    assert saved["spread"]["plain-56"]["block_input_first_to_last_at_init"]["values"] == per_seed
+    assert result["summary"]["plain-56"]["block_input_first_to_last_at_init"] == pytest.approx(
+        math.sqrt(per_seed[0] * per_seed[1]))
+    assert per_seed[0] == pytest.approx(first_to_last(result["networks"]["plain-56"]["block_input_norms"][0]))
+    assert per_seed[0] != per_seed[1]  # another seed, another network
+    claim = saved["claims"]["resnet_closer_to_one_at_init"]
+    assert claim["verdict"] == "holds" and claim["seeds"] == 2
     for name in ("gradient_norms.png", "gradient_norms_training.png"):
         assert_png(os.path.join(out, name))
 
 
 def test_gradient_norms_repeat_exactly_with_a_seed():
-    first = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=3)
-    again = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=3)
-    other = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=4)
+    first = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=3, seeds=1)
+    again = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=3, seeds=1)
+    other = gradient_norms("tiny", depths=(8,), iterations=1, progress=False, seed=4, seeds=1)
     assert first["networks"] == again["networks"]
     assert first["networks"] != other["networks"]
 
@@ -148,18 +161,47 @@ def test_identity_mapping_files(identity):
 
 # ---- degradation -------------------------------------------------------------------------------
 
-def test_degradation_writes_training_curves(tmp_path):
+def test_degradation_writes_training_curves_of_every_seed(tmp_path):
     result = degradation("tiny", out=str(tmp_path), progress=False)
     rows = read_csv(os.path.join(tmp_path, "degradation.csv"))
-    assert list(rows[0]) == ["network", "iteration", "lr", "train_error", "test_error"]
+    assert list(rows[0]) == ["seed", "network", "iteration", "lr", "train_error", "test_error"]
     assert {r["network"] for r in rows} == {"plain-8", "plain-20", "resnet-8", "resnet-20"}
-    plain8 = [r for r in rows if r["network"] == "plain-8"]
+    assert {r["seed"] for r in rows} == {"0", "1"}  # tiny: two seeds
+    plain8 = [r for r in rows if r["network"] == "plain-8" and r["seed"] == "1"]
     assert [int(r["iteration"]) for r in plain8] == [6, 12]
     assert all(0 <= float(r["train_error"]) <= 1 and 0 <= float(r["test_error"]) <= 1 for r in rows)
     # The lr is divided by 10 at 50% and 75% of the 12 iterations: it is 0.001 in the last one.
-    assert result["curves"]["plain-8"][-1]["lr"] == pytest.approx(0.001)
-    assert set(result["claims"]) == {"plain_deeper_trains_worse", "resnet_deeper_trains_at_least_as_well"}
+    assert result["runs"][0]["curves"]["plain-8"][-1]["lr"] == pytest.approx(0.001)
+    assert set(result["claims"]) == {"plain_deeper_trains_worse", "resnet_deeper_trains_better",
+                                     "resnet_beats_plain_at_depth"}
+    # The spread over the seeds is made of each seed's own final error, and the claims use it.
+    per_seed = [result["runs"][seed]["final"]["plain-20"]["train_error"] for seed in (0, 1)]
+    assert result["final"]["plain-20"]["train_error"]["values"] == per_seed
+    claim = result["claims"]["plain_deeper_trains_worse"]
+    assert claim["plain-20"]["values"] == per_seed and claim["seeds"] == 2
+    assert claim["verdict"] in ("holds", "within noise", "does not hold")
+    with open(os.path.join(tmp_path, "degradation.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    assert saved["seeds"] == [0, 1] and saved["final"]["plain-20"]["train_error"]["values"] == per_seed
     assert_png(os.path.join(tmp_path, "degradation.png"))
+
+
+def test_trainings_side_by_side_give_the_numbers_of_one_process():
+    """jobs=2 trains in two worker processes (BLAS on one thread each), jobs=1 here. The tiny
+    networks' layers are one slab and one block each, so both run the same arithmetic."""
+    here = degradation("tiny", progress=False, jobs=1)
+    side_by_side = degradation("tiny", progress=False, jobs=2)
+    assert side_by_side["jobs"] == 2 and here["jobs"] == 1
+    assert side_by_side["runs"] == here["runs"] or all(
+        side_by_side["runs"][seed]["final"][name]["train_error"] == here["runs"][seed]["final"][name]["train_error"]
+        for seed in here["runs"] for name in here["runs"][seed]["final"])
+
+
+def test_in_parallel_keeps_the_order_and_passes_errors_on():
+    assert in_parallel(math.sqrt, [(16.0,), (4.0,), (9.0,)], jobs=2, progress=False) == [4.0, 2.0, 3.0]
+    assert in_parallel(math.sqrt, [(16.0,)], jobs=1) == [4.0]  # one call: no workers
+    with pytest.raises(ValueError, match="math domain error"):
+        in_parallel(math.sqrt, [(1.0,), (-1.0,)], jobs=2, progress=False)
 
 
 # ---- lesion ------------------------------------------------------------------------------------------
@@ -190,22 +232,38 @@ def test_deleting_a_block_replaces_it_in_model_blocks_and_puts_it_back():
 
 def test_resnet_degrades_gracefully_and_plain_net_collapses(lesions):
     result, _ = lesions
-    resnet, plain = result["one_block_deleted"]["resnet-26"], result["one_block_deleted"]["plain-26"]
-    assert result["intact"]["resnet-26"] > 0.8 and result["intact"]["plain-26"] > 0.5
+    run = result["runs"][0]  # tiny: one seed
+    resnet, plain = run["one_block_deleted"]["resnet-26"], run["one_block_deleted"]["plain-26"]
+    assert run["intact"]["resnet-26"] > 0.8 and run["intact"]["plain-26"] > 0.5
     # Measured with seeds 0-2: ResNet medians 0.72-0.75, plain medians about 0.15 (chance is 0.1).
     assert resnet["median_accuracy"] > plain["median_accuracy"] + 0.3
-    assert result["intact"]["resnet-26"] - resnet["mean_accuracy"] < result["intact"]["plain-26"] - plain["mean_accuracy"]
+    assert resnet["accuracy_drop"] == pytest.approx(run["intact"]["resnet-26"] - resnet["mean_accuracy"])
+    assert result["claims"]["resnet_degrades_gracefully"]["verdict"] == "holds"
 
 
 def test_lesion_files(lesions):
     result, out = lesions
     rows = read_csv(os.path.join(out, "lesion.csv"))
-    assert list(rows[0]) == ["network", "kind", "deleted_block", "changes_shape", "accuracy"]
+    assert list(rows[0]) == ["seed", "network", "kind", "deleted_block", "changes_shape", "accuracy"]
     assert len(rows) == 2 * 12  # two networks of 12 blocks each
     assert [r["changes_shape"] for r in rows[:12]].count("True") == 2
     with open(os.path.join(out, "lesion.json"), encoding="utf-8") as f:
         assert json.load(f)["intact"] == result["intact"]
     assert_png(os.path.join(out, "lesion.png"))
+
+
+def test_lesion_over_two_seeds_keeps_each_seeds_drops(tmp_path):
+    result = lesion("tiny", out=str(tmp_path), progress=False, seeds=2, train_size=256, test_size=128,
+                    depth=14, iterations=10)
+    rows = read_csv(os.path.join(tmp_path, "lesion.csv"))
+    assert list(rows[0]) == ["seed", "network", "kind", "deleted_block", "changes_shape", "accuracy"]
+    assert {r["seed"] for r in rows} == {"0", "1"} and len(rows) == 2 * 2 * 6  # seeds x networks x blocks
+    drops = [result["runs"][seed]["one_block_deleted"]["plain-14"]["accuracy_drop"] for seed in (0, 1)]
+    assert result["accuracy_drop"]["plain-14"]["values"] == drops
+    assert result["claims"]["resnet_degrades_gracefully"]["plain-14"]["values"] == drops
+    with open(os.path.join(tmp_path, "lesion.json"), encoding="utf-8") as f:
+        assert json.load(f)["accuracy_drop"]["plain-14"]["values"] == drops
+    assert_png(os.path.join(tmp_path, "lesion.png"))
 
 
 # ---- command line and bad input ------------------------------------------------------------------------
@@ -218,9 +276,25 @@ def test_command_line_runs_an_experiment(tmp_path, capsys):
     assert os.path.isfile(os.path.join(out, "identity_mapping.json"))
 
 
+def test_command_line_prints_a_verdict_per_claim(tmp_path, capsys):
+    out = str(tmp_path / "norms")
+    assert main(["gradflow", "norms", "--preset", "tiny", "--seeds", "2", "--out", out, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "over 2 seeds" in printed and "True" not in printed and "False" not in printed
+    verdicts = [line for line in printed.splitlines() if line.startswith(("holds:", "within noise:", "does not hold:"))]
+    assert len(verdicts) == 2  # at initialisation and after training
+
+
+def test_identity_refuses_seeds_in_one_line(capsys):
+    assert main(["gradflow", "identity", "--preset", "tiny", "--seeds", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: identity takes no --seeds") and "Traceback" not in err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["gradflow", "gradients"], "invalid choice: 'gradients'"),
     (["gradflow", "norms", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["gradflow", "norms", "--seeds", "0"], "must be at least 1"),
 ])
 def test_command_line_refuses_unknown_names(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -4,7 +4,8 @@ import argparse
 import os
 
 from minires.experiments import EXPERIMENTS
-from minires.experiments.common import describe_presets
+from minires.experiments.claims import describe
+from minires.experiments.common import default_jobs, describe_presets
 from minires.experiments.degradation import PRESETS as DEGRADATION_PRESETS
 from minires.experiments.gradient_norms import PRESETS as NORMS_PRESETS
 from minires.experiments.identity_mapping import PRESETS as IDENTITY_PRESETS
@@ -27,7 +28,11 @@ Experiments on how gradients flow through plain and residual networks.
                measure the accuracy; the ResNet degrades gracefully, the plain net collapses
 
 Each writes CSV/JSON numbers and PNG figures to --out. Presets: tiny (seconds, for tests),
-laptop (minutes on a 2-core CPU, the bundled MNIST sample), gpu (the papers' CIFAR-10 sizes)."""
+laptop (minutes on a 2-core CPU, the bundled MNIST sample), gpu (the papers' CIFAR-10 sizes).
+norms, degradation and lesion train every network with several seeds (--seeds; the preset
+says how many) and judge each claim on the seeds' ranges: "holds" (every seed of the one
+network ends below every seed of the other), "within noise" (the ranges overlap: the seeds
+cannot tell the networks apart) or "does not hold" (the other way round)."""
 
 
 def add_gradflow_arguments(parser):
@@ -38,7 +43,13 @@ def add_gradflow_arguments(parser):
     parser.add_argument("experiment", choices=list(EXPERIMENTS), help="which experiment to run")
     parser.add_argument("--preset", default="laptop", choices=["tiny", "laptop", "gpu"], help="default %(default)s")
     parser.add_argument("--out", default=None, help="output folder (default runs/gradflow-EXPERIMENT-PRESET)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and batch order (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed for weights and batch order (default 0)")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help="how many seeds (--seed, --seed + 1, ...) to train each network with "
+                             "(default: the preset's; not for identity, a float64 check)")
+    parser.add_argument("--jobs", type=positive_int, default=None,
+                        help="trainings run side by side, one process each (default: one per core on the CPU, "
+                             "1 on a GPU)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dataset", default=None, choices=sorted(DATASETS), help="replace the preset's data set")
     parser.add_argument("--data-root", default=None, help="data folder (default $MINIRES_DATA or ~/.cache/minires)")
@@ -46,19 +57,48 @@ def add_gradflow_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def over_seeds(s, digits=3):
+    """'mean (min-max)' of a spread, or the one value of a single seed."""
+    if len(s["values"]) == 1:
+        return f"{s['mean']:.{digits}g}"
+    return f"{s['mean']:.{digits}g} ({s['min']:.{digits}g}-{s['max']:.{digits}g})"
+
+
+def seeds_line(result):
+    seeds = result["seeds"]
+    return f"seeds {', '.join(map(str, seeds))}: mean (lowest-highest) over {len(seeds)} seeds" if len(seeds) > 1 \
+        else f"seed {seeds[0]}"
+
+
+def summarize_claims(result):
+    for claim in result["claims"].values():
+        yield describe(claim)
+        if "note" in claim:
+            yield f"    ({claim['note']})"
+
+
 def summarize_norms(result):
-    for name, summary in result["summary"].items():
-        yield (f"{name:>10}: ||dL/dx_0|| / ||dL/dx_L|| = {summary['block_input_first_to_last_at_init']:.3g} "
-               f"at initialisation, {summary['block_input_first_to_last_at_end']:.3g} after "
+    yield seeds_line(result)
+    for name, s in result["spread"].items():
+        yield (f"{name:>10}: ||dL/dx_0|| / ||dL/dx_L|| = {over_seeds(s['block_input_first_to_last_at_init'])} "
+               f"at initialisation, {over_seeds(s['block_input_first_to_last_at_end'])} after "
                f"{result['settings']['iterations']} iterations")
+    yield from summarize_claims(result)
 
 
 def summarize_degradation(result):
+    yield seeds_line(result)
     for name, final in result["final"].items():
-        yield (f"{name:>10}: final training error {final['train_error']:.4f}, test error {final['test_error']:.4f} "
-               f"({final['seconds']:.0f} s)")
-    for claim, holds in result["claims"].items():
-        yield f"{claim}: {holds}"
+        yield (f"{name:>10}: final training error {over_seeds(final['train_error'])}, "
+               f"test error {over_seeds(final['test_error'])} ({final['seconds']:.0f} s of training)")
+    yield from summarize_claims(result)
 
 
 def summarize_identity(result):
@@ -67,10 +107,11 @@ def summarize_identity(result):
 
 
 def summarize_lesion(result):
-    for name, accuracy in result["intact"].items():
-        deleted = result["one_block_deleted"][name]
-        yield (f"{name:>10}: test accuracy {accuracy:.4f} intact; with one same-shape block deleted "
-               f"{deleted['mean_accuracy']:.4f} on average, median {deleted['median_accuracy']:.4f}")
+    yield seeds_line(result)
+    for name, intact in result["intact"].items():
+        yield (f"{name:>10}: test accuracy {over_seeds(intact)} intact; deleting one same-shape block costs "
+               f"{over_seeds(result['accuracy_drop'][name])} of it on average")
+    yield from summarize_claims(result)
 
 
 SUMMARIES = {"norms": summarize_norms, "degradation": summarize_degradation,
@@ -80,9 +121,20 @@ SUMMARIES = {"norms": summarize_norms, "degradation": summarize_degradation,
 def run(args, out=print):
     folder = args.out or os.path.join("runs", f"gradflow-{args.experiment}-{args.preset}")
     overrides = {} if args.dataset is None else {"dataset": args.dataset}
+    if args.seeds is not None:
+        if args.experiment == "identity":
+            raise ValueError("identity takes no --seeds: it checks eq. 5 in float64 at initialisation, "
+                             "where every seed gives agreement to rounding error")
+        overrides["seeds"] = args.seeds
+    if args.experiment != "identity":  # the others train networks, several at a time
+        overrides["jobs"] = default_jobs(args.device) if args.jobs is None else args.jobs
+    elif args.jobs is not None:
+        raise ValueError("identity takes no --jobs: it trains nothing")
     result = EXPERIMENTS[args.experiment](
         args.preset, out=folder, seed=args.seed, device=args.device, data_root=args.data_root,
         download=args.download, progress=False if args.quiet else None, **overrides)
+    if "seconds" in result:
+        out(f"{result['seconds']:.0f} s in all" + (f", {result['jobs']} trainings at a time" if result.get("jobs") else ""))
     for line in SUMMARIES[args.experiment](result):
         out(line)
     out(f"outputs in {folder}")

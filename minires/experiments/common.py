@@ -12,10 +12,13 @@ remains.
 """
 import csv
 import json
+import multiprocessing
 import os
 
 import minires
+from minires.backends.cpu_threads import slab_threads
 from minires.training.device import check_device
+from minires.training.progress import progress_bar
 
 
 def choose_settings(presets, preset, overrides):
@@ -38,6 +41,51 @@ def start(seed, device):
     """Seed every generator minires uses and check that ``device`` is usable; returns the device."""
     minires.manual_seed(seed)
     return check_device(device)
+
+
+# ---- trainings side by side -----------------------------------------------------------------
+
+def default_jobs(device):
+    """How many trainings run at once: one per core minires uses on the CPU, one on a GPU."""
+    return slab_threads() if device == "cpu" else 1
+
+
+def in_parallel(function, calls, jobs, progress=None, description="trainings"):
+    """[function(*args) for args in calls], in order, run by ``jobs`` worker processes.
+
+    The experiments' networks are narrow and their batches small, so one training keeps
+    one core busy (Python's work between NumPy calls is most of a step) and the rest idle.
+    With ``jobs`` > 1 the trainings run side by side, one process per core, each with BLAS
+    on one thread (so ``jobs`` processes use ``jobs`` cores). A training seeds itself, so it
+    gives the same numbers in any process; against ``jobs=1`` (this process, the cores
+    shared inside each op) they agree to rounding, which a thousand SGD steps amplify as much
+    as another machine's BLAS would: the seeds' spread covers it. ``function`` must be a
+    module-level function (the workers import it); its exceptions reach the caller.
+
+    The workers are fresh interpreters ("spawn"), which import the main module again: from a
+    script of your own, call an experiment with ``jobs`` > 1 only under
+    ``if __name__ == "__main__":``, as with any Python multiprocessing. That is why the
+    experiments' Python functions default to ``jobs=1`` and only ``python -m minires gradflow``
+    (whose main module is guarded) runs one training per core by default.
+    """
+    if jobs <= 1 or len(calls) <= 1:
+        return [function(*args) for args in calls]
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no threads or locks inherited
+    with context.Pool(min(jobs, len(calls)), initializer=_one_blas_thread) as pool:
+        results = pool.imap(_call, [(function, args) for args in calls])
+        return list(progress_bar(results, len(calls), f"{description} ({jobs} at a time)", progress))
+
+
+def _one_blas_thread():
+    import numpy  # noqa: F401  (loads the BLAS library, so that the limit reaches it)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # held for the worker's whole life
+
+
+def _call(function_and_args):
+    function, args = function_and_args
+    return function(*args)
 
 
 def l2_norm(values):
@@ -83,12 +131,21 @@ def new_figure(columns=1, width_per_column=5.5, height=4.0):
     It is made with the object API (``matplotlib.figure.Figure``), not pyplot: it never
     opens a window, never shows up inline in a notebook, and leaves matplotlib's backend
     alone (a notebook's inline backend keeps working after an experiment ran).
+
+    The constrained layout keeps every title, tick label and legend inside the figure.
     """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width_per_column * columns, height))
+    figure = Figure(figsize=(width_per_column * columns, height), layout="constrained")
     axes = figure.subplots(1, columns, squeeze=False)
     return figure, list(axes[0])
+
+
+def integer_ticks(axis):
+    """Ticks only at whole numbers on ``axis`` (an axes' xaxis or yaxis): iterations, blocks."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save_figure(figure, out, filename, title=""):
@@ -100,6 +157,5 @@ def save_figure(figure, out, filename, title=""):
     if path is not None:
         if title:
             figure.suptitle(title)
-        figure.tight_layout()
-        figure.savefig(path, dpi=90)
+        figure.savefig(path, dpi=90, bbox_inches="tight")  # nothing clipped at the edges
     return path

@@ -20,12 +20,20 @@ picture: after a few SGD steps at lr 0.1 the plain-110's ratio falls far below 1
 (about 1e-4 in the laptop run; the gradient now vanishes towards the input),
 while the ResNets' stay within a small factor. The summary compares
 ``||dL/dx_0|| / ||dL/dx_L||`` across networks.
+
+Every network is measured with each of ``seeds`` seeds. The claims compare, at the deepest
+depth, how far (in powers of ten, |log10 ratio|) the plain and the residual network's
+first-to-last ratio lies from 1, over the seeds (minires/experiments/claims.py); the
+figures draw the first seed.
 """
+import math
 import time
 
 import minires
+from minires.experiments.claims import lower, seeds_from, spread
 from minires.experiments.common import (
-    choose_settings, l2_norm, new_figure, save_figure, start, write_csv, write_json,
+    choose_settings, in_parallel, integer_ticks, l2_norm, new_figure, save_figure, start, write_csv,
+    write_json,
 )
 from minires.experiments.recipe import (
     NETWORK_KINDS, BlockWatch, build_network, endless_batches, load_data, network_name, sgd_with_steps,
@@ -35,11 +43,12 @@ from minires.training import train_steps
 
 PRESETS = {
     "tiny": dict(dataset="mnist_sample", train_size=256, depths=(8, 56), width=2, batch_size=16,
-                 iterations=2, record_every=1, lr=0.1, weight_decay=1e-4, milestones=(), augment=False),
+                 iterations=2, record_every=1, lr=0.1, weight_decay=1e-4, milestones=(), augment=False, seeds=2),
     "laptop": dict(dataset="mnist_sample", train_size=None, depths=(8, 20, 56, 110), width=4, batch_size=32,
-                   iterations=100, record_every=10, lr=0.1, weight_decay=1e-4, milestones=(), augment=False),
+                   iterations=100, record_every=10, lr=0.1, weight_decay=1e-4, milestones=(), augment=False,
+                   seeds=3),
     "gpu": dict(dataset="cifar10", train_size=None, depths=(8, 20, 56, 110), width=16, batch_size=128,
-                iterations=500, record_every=50, lr=0.1, weight_decay=1e-4, milestones=(), augment=True),
+                iterations=500, record_every=50, lr=0.1, weight_decay=1e-4, milestones=(), augment=True, seeds=3),
 }
 
 
@@ -105,10 +114,11 @@ def csv_rows(networks):
 
 
 def line_style(record, depths):
-    """Colour by depth, solid for residual and dashed for plain networks."""
+    """Colour by depth (tab10: distinct, and dark enough on white), solid for residual and dashed
+    for plain networks."""
     import matplotlib
 
-    colour = matplotlib.colormaps["viridis"](depths.index(record["depth"]) / max(len(depths) - 1, 1) * 0.9)
+    colour = matplotlib.colormaps["tab10"](depths.index(record["depth"]) % 10)
     return {"color": colour, "linestyle": "-" if record["kind"] == "resnet" else "--", "linewidth": 1.4}
 
 
@@ -123,6 +133,7 @@ def plot_at_initialisation(networks, settings, out):
     convs_axis.set(xlabel="convolution index (input side first)", ylabel="||dL/dW||",
                    title="gradient of each conv weight")
     for axis in (blocks_axis, convs_axis):
+        integer_ticks(axis.xaxis)
         axis.set_yscale("log")
         axis.grid(alpha=0.3, which="both")
     blocks_axis.legend(fontsize=7, ncol=2)
@@ -138,34 +149,76 @@ def plot_during_training(networks, settings, out):
         axis.plot(record["iterations"], ratios, label=name, **line_style(record, list(settings["depths"])))
     axis.set(xlabel="SGD iteration", ylabel="||dL/dx_0|| / ||dL/dx_L||", yscale="log",
              title="first-block over last-block gradient norm")
+    integer_ticks(axis.xaxis)
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=7, ncol=2)
     return save_figure(figure, out, "gradient_norms_training.png")
 
 
+def distance_from_one(ratio):
+    """How many powers of ten a ratio lies from 1: |log10 ratio|."""
+    return abs(math.log10(ratio))
+
+
+def norms_claims(summaries, settings):
+    """At the deepest depth: the ResNet's first-to-last ratio lies closer to 1 than the plain net's,
+    at initialisation and at the end, over the seeds (in powers of ten)."""
+    deep = max(settings["depths"])
+    claims = {}
+    for when, key in (("at initialisation", "block_input_first_to_last_at_init"),
+                      ("after training", "block_input_first_to_last_at_end")):
+        distances = {kind: [distance_from_one(summary[network_name(kind, deep)][key]) for summary in summaries]
+                     for kind in NETWORK_KINDS}
+        claims[f"resnet_closer_to_one_{'at_init' if when.startswith('at') else 'at_end'}"] = lower(
+            f"{when}, ||dL/dx_0|| / ||dL/dx_L|| of resnet-{deep} lies closer to 1 than plain-{deep}'s "
+            f"(|log10 ratio|)",
+            f"resnet-{deep}", distances["resnet"], f"plain-{deep}", distances["plain"])
+    return claims
+
+
+def geometric_mean(values):
+    return 10 ** (sum(math.log10(v) for v in values) / len(values))
+
+
 def gradient_norms(preset="laptop", out=None, seed=0, device="cpu", data_root=None, download=False,
-                   progress=None, **overrides):
+                   progress=None, jobs=1, **overrides):
     """Measure per-layer gradient norms of plain and residual networks of several depths.
 
     ``preset`` is "tiny", "laptop" or "gpu" (see ``PRESETS``); any of its settings can be
     overridden by keyword, e.g. ``gradient_norms("laptop", depths=(20, 56), iterations=10)``.
+    Every network is measured once per seed (``seed``, ``seed + 1``, ...: the ``seeds`` setting),
+    ``jobs`` trainings at a time (common.in_parallel; the command line runs one per core).
     Writes gradient_norms.csv / .json / .png and gradient_norms_training.png into ``out``
-    (unless None) and returns a dict with "settings", "networks" (the raw norms per
-    network) and "summary" (first-to-last ratios per network).
+    (unless None) and returns a dict with "settings", "networks" (the raw norms per network,
+    of the first seed), "runs" (per seed, the first-to-last ratios per network), "summary"
+    (per network, the geometric mean of each ratio over the seeds), "spread" (per network, each
+    ratio's per-seed values, mean, min and max) and "claims".
     """
     settings = choose_settings(PRESETS, preset, overrides)
+    seeds = seeds_from(seed, settings["seeds"])
     device = start(seed, device)
     began = time.perf_counter()
     train_set, _ = load_data(settings["dataset"], data_root, download, settings["train_size"], None, seed)
-    networks = {}
-    for depth in settings["depths"]:
-        for kind in NETWORK_KINDS:
-            networks[network_name(kind, depth)] = measure_network(
-                kind, depth, settings, train_set, seed, device, progress)
+    trainings = [(kind, depth, run_seed) for run_seed in seeds for depth in settings["depths"] for kind in NETWORK_KINDS]
+    records = in_parallel(measure_network, [(kind, depth, settings, train_set, run_seed, device,
+                                             progress if jobs <= 1 else False)
+                                            for kind, depth, run_seed in trainings], jobs, progress)
+    networks = {network_name(kind, depth): record  # the first seed's raw norms, for the figures
+                for (kind, depth, run_seed), record in zip(trainings, records) if run_seed == seeds[0]}
+    runs = {run_seed: {} for run_seed in seeds}
+    for (kind, depth, run_seed), record in zip(trainings, records):
+        runs[run_seed][network_name(kind, depth)] = summarize(record)
+    summaries = list(runs.values())
+    keys = summaries[0][next(iter(networks))].keys()
     result = {
-        "experiment": "gradient_norms", "preset": preset, "seed": seed, "device": device,
+        "experiment": "gradient_norms", "preset": preset, "seeds": seeds, "device": device, "jobs": jobs,
         "settings": settings, "seconds": round(time.perf_counter() - began, 2),
-        "summary": {name: summarize(record) for name, record in networks.items()},
+        "summary": {name: {key: geometric_mean([summary[name][key] for summary in summaries]) for key in keys}
+                    for name in networks},
+        "spread": {name: {key: spread([summary[name][key] for summary in summaries]) for key in keys}
+                   for name in networks},
+        "claims": norms_claims(summaries, settings),
+        "runs": runs,
         "networks": networks,
     }
     write_csv(out, "gradient_norms.csv", csv_rows(networks))
