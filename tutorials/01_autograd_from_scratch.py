@@ -43,6 +43,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 import minires
 import minires.engine.autograd
@@ -228,7 +229,7 @@ def draw_graph(root, ax, names=None):
     ax.axis("off")
 
 
-fig, ax = plt.subplots(figsize=(8, 3))
+fig, ax = plt.subplots(figsize=(8, 3), layout="constrained")
 draw_graph(L, ax, names={a: "a", b: "b", c: "c", d: "d = a*b", e: "e = d+c", L: "L = e**2"})
 ax.set_title("L = (a*b + c)**2: inputs (blue) and intermediate values (yellow)")
 plt.show()
@@ -515,10 +516,11 @@ print(f"Tensor engine: loss {tensor_losses[0]:.4f} -> {tensor_losses[-1]:.4f} in
 print(f"one step is {value_seconds_per_step / tensor_seconds_per_step:.0f}x faster with tensors")
 
 # %%
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 ax1.plot(tensor_losses, label="minires tensors")
 ax1.plot(value_losses, "o-", label="Value engine")
 ax1.set_xlabel("step")
+ax1.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are counted: no 2.5
 ax1.set_ylabel("mean squared error")
 ax1.set_yscale("log")
 ax1.legend()
@@ -530,21 +532,23 @@ with minires.no_grad():
     score = tensor_mlp(tensor_layers, minires.tensor(np.stack([gx.ravel(), gy.ravel()], axis=1))).numpy()
 ax2.contourf(gx, gy, score.reshape(gx.shape), levels=20, cmap="RdBu", alpha=0.6)
 ax2.scatter(X[:, 0], X[:, 1], c=Y, cmap="RdBu", edgecolors="k")
+ax2.set_xlabel("x_1 (first input)")
+ax2.set_ylabel("x_2 (second input)")
 ax2.set_title("decision function after training")
 plt.show()
 
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise comes with one possible answer already filled in, so this file
-# runs from top to bottom. Delete the body, write your own, and run the
-# checking cell below it: it prints ✓ when your answer is right and stops with
-# ✗ and a hint when it is not.
+# Each exercise comes with one possible answer already filled in, after a
+# `# one possible answer` comment, so this file runs from top to bottom. Delete
+# it, write your own, and run the checking cell below it: it prints ✓ when your
+# answer is right and stops with ✗ and a hint when it is not. An exercise you
+# have not done yet (a function body that is only `pass`, a value that is `...`)
+# prints "not answered yet", and the cells after it still run.
 
 # %%
-def check(name, ok, hint=""):
-    print(("✓ " if ok else "✗ ") + name)
-    assert ok, f"{name}: {hint}"
+from minires.exercises import answered, check  # the ✓ / ✗ / "not answered yet" of the check cells
 
 
 # %% [markdown]
@@ -562,10 +566,10 @@ def sigmoid(v):
 
 
 # %%
-def check_sigmoid():
+def sigmoid_is_right():
     for point in (-3.0, -0.5, 0.0, 0.8, 4.0):
         v = Value(point)
-        out = sigmoid(v) * 2.0
+        out = answered(sigmoid(v)) * 2.0
         out.backward()
         h = 1e-6
         numeric = 2.0 * (1 / (1 + math.exp(-(point + h))) - 1 / (1 + math.exp(-(point - h)))) / (2 * h)
@@ -576,7 +580,7 @@ def check_sigmoid():
     return True
 
 
-check("Exercise 1: sigmoid value and gradient", check_sigmoid(),
+check("Exercise 1: sigmoid value and gradient", sigmoid_is_right,
       "compare sigmoid(v).data and v.grad with the formulas above; is the op named 'sigmoid'?")
 
 
@@ -587,7 +591,8 @@ check("Exercise 1: sigmoid value and gradient", check_sigmoid(),
 # from the graph (the node $x$ has three outgoing arrows), then check.
 
 # %%
-answer_exercise_2 = 7.0  # one possible answer: 2x + 1 at x = 3
+# one possible answer: 2x + 1 at x = 3
+answer_exercise_2 = 7.0
 
 # %%
 x_value = Value(3.0)
@@ -595,7 +600,7 @@ x_value = Value(3.0)
 x_tensor = minires.tensor(3.0, dtype=np.float64, requires_grad=True)
 (x_tensor * x_tensor + x_tensor).backward()
 check("Exercise 2: gradients of a value used twice add up",
-      answer_exercise_2 == x_value.grad == float(x_tensor.grad),
+      lambda: answered(answer_exercise_2) == x_value.grad == float(x_tensor.grad),
       "every use of x contributes its own term to df/dx")
 
 
@@ -620,11 +625,18 @@ class Sigmoid(Function):
 
 
 # %%
-z = minires.tensor(rng.standard_normal((3, 4)) * 3, requires_grad=True)
-result = minires.gradcheck(lambda t: Sigmoid()(t), [z], raise_exception=False)
-forward_ok = np.allclose(Sigmoid()(z).numpy(), 1 / (1 + np.exp(-z.numpy())))
-print(result)
-check("Exercise 3: Sigmoid forward and backward", forward_ok and result.passed,
+def sigmoid_function_is_right():
+    z = minires.tensor(rng.standard_normal((3, 4)) * 3, requires_grad=True)
+    op = Sigmoid()   # forward and backward called directly, on arrays, to see that both are written
+    answered(op.forward(z.numpy()))
+    answered(op.backward(np.ones((3, 4))))
+    forward_ok = np.allclose(Sigmoid()(z).numpy(), 1 / (1 + np.exp(-z.numpy())))
+    result = minires.gradcheck(lambda t: Sigmoid()(t), [z], raise_exception=False)
+    print(result)
+    return forward_ok and result.passed
+
+
+check("Exercise 3: Sigmoid forward and backward", sigmoid_function_is_right,
       "forward must compute 1/(1+exp(-x)); backward must return grad * dy/dx")
 
 # %% [markdown]

@@ -69,7 +69,7 @@ def f_prime(x):
 
 x0 = 1.0
 epsilons = np.logspace(-13, -0.5, 60)
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
 for dtype, style in ((np.float64, "-"), (np.float32, "--")):
     x = dtype(x0)
     forward = [(f(x + dtype(e)) - f(x)) / dtype(e) for e in epsilons]
@@ -251,6 +251,22 @@ for mistake, description in HandBatchNorm.MISTAKES.items():
 assert verdicts["zeros"] == (True, False), "the all-ones check should miss the zeros bug"
 assert verdicts["none"] == (True, True)
 
+# Why does the correct backward score a few 1e-05, not 1e-10, with G = ones? A note with the numbers:
+def correct(x, gamma, beta):
+    return HandBatchNorm("none")(x, gamma, beta)
+
+
+numeric_x, numeric_gamma, _ = numerical_gradient(correct, bn_inputs, ones)
+noise = max(np.abs(numeric_x).max(), np.abs(numeric_gamma).max())
+L_ones = float((ones * correct(*bn_inputs).numpy()).sum())
+step = float(np.spacing(abs(L_ones)))   # the gap between L and the next float64 number
+print(f"\nthe correct backward's {check_with(ones, 'none'):.0e} with G = ones is rounding, not a bug:")
+print(f"  the true dL/dx and dL/dgamma are 0, but L = sum(y) = {L_ones:.2f} is only computed to within")
+print(f"  a float64 step ({step:.1e}); divided by 2 eps = 2e-05 one step is {step / 2e-5:.1e}, and the")
+print(f"  numerical gradients come out as whole steps of that, up to {noise:.1e}. relative_error divides")
+print(f"  numbers this small by its floor 1e-05, not by themselves: {noise:.1e} / 1e-05 = {noise / 1e-5:.0e},")
+print("  far below the tolerance 1e-03.")
+
 # %% [markdown]
 # Two of the four broken versions sail through with $G = 1$. Look at the
 # numbers to see why: with $G=1$ the true $\partial L/\partial x$ is zero, and
@@ -258,11 +274,25 @@ assert verdicts["none"] == (True, True)
 # also zero whenever $G$ is constant. A random $G$ gives every output a different
 # weight, so no such cancellation can hide a wrong term.
 #
+# The note under the table answers the question its first row raises: why does the *correct*
+# backward score a few $10^{-5}$ with $G = 1$, when a float64 check is good to $10^{-10}$? With
+# $G = 1$, $L = \sum_i y_i$ is $m \beta$ per channel and depends on neither $x$ nor $\gamma$: their
+# true gradients are exactly zero, and the backward returns zero (to $10^{-16}$). The numerical
+# side computes $L(x + \varepsilon) - L(x - \varepsilon)$, two numbers that are equal in exact
+# arithmetic, and gets the float64 rounding of $L$: a whole number of steps (here at most two)
+# of the gap between neighbouring float64 numbers near $L$ ($3.6 \cdot 10^{-15}$ for the full
+# run's $L \approx 16$), which dividing by $2\varepsilon = 2 \cdot 10^{-5}$ turns into steps of
+# $1.8 \cdot 10^{-10}$.
+# `relative_error` divides numbers that small not by themselves (then any noise would be a 100%
+# error) but by its floor $10^{-5}$, so $3.6 \cdot 10^{-10}$ reads as $4 \cdot 10^{-5}$. It is
+# rounding noise, far below the tolerance. In the random-$G$ column no gradient is zero, and the
+# correct backward shows the usual $10^{-9}$.
+#
 # The picture: each dot is one element of $\partial L/\partial x$, analytic
 # against numerical. A correct backward puts every dot on the diagonal.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
 panels = [("none", random, "correct backward, random G"),
           ("zeros", ones, "zeros bug, G = ones"),
           ("zeros", random, "zeros bug, random G")]
@@ -276,9 +306,8 @@ for ax, (mistake, upstream, title) in zip(axes, panels):
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_xlabel("numerical dL/dx")
+    ax.set_ylabel("analytic dL/dx (backward)")
     ax.set_title(title)
-axes[0].set_ylabel("analytic dL/dx (backward)")
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -307,13 +336,15 @@ print("F.batch_norm      ", minires.gradcheck(
     lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), bn_inputs))
 
 # %% [markdown]
-# It refuses float32, for the reasons of section 1:
+# It refuses float32, for the reasons of section 1. **The error below is on purpose**: we hand
+# `gradcheck` a float32 tensor to see its message, and catch the `TypeError` so that the
+# tutorial runs on.
 
 # %%
 try:
     minires.gradcheck(F.relu, [minires.tensor(rng.standard_normal(4).astype(np.float32), requires_grad=True)])
 except TypeError as error:
-    print("TypeError:", error)
+    print("TypeError, raised on purpose (a float32 input):", error)
 
 # %% [markdown]
 # ### Kinks
@@ -368,25 +399,26 @@ for name, (fn, inputs) in cases.items():
     worst[name] = result.max_error
     print(f"{name:24s} {result.comparisons:4d} comparisons   worst relative error {result.max_error:.1e}")
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
+fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
 ax.barh(list(worst), [max(v, 1e-16) for v in worst.values()])
 ax.axvline(1e-3, color="red", ls="--", label="tolerance (rtol = 1e-3)")
 ax.set_xscale("log")
 ax.set_xlabel("worst relative error, analytic vs numerical")
+ax.set_ylabel("operation checked")
 ax.legend()
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## Exercises
 #
-# One possible answer is filled in for each, so the file runs top to bottom.
-# Replace it with your own and run the checking cell.
+# One possible answer is filled in for each, after a `# one possible answer`
+# comment, so the file runs top to bottom. Replace it with your own and run the
+# checking cell: ✓ when it is right, ✗ and a hint when it is not. While an
+# answer is still `pass` or `...`, the check prints "not answered yet" and the
+# file runs on.
 
 # %%
-def check(name, ok, hint=""):
-    print(("✓ " if ok else "✗ ") + name)
-    assert ok, f"{name}: {hint}"
+from minires.exercises import answered, check  # the ✓ / ✗ / "not answered yet" of the check cells
 
 
 # %% [markdown]
@@ -420,10 +452,15 @@ fn = lambda x: F.conv2d(x, weight, padding=1)  # noqa: E731
 upstream = rng.standard_normal(fn(x).shape)
 v = rng.standard_normal(x.shape)
 x_before = x.data.copy()
-analytic, numeric = directional_check(fn, x, upstream, v)
-print(f"analytic {analytic:.10f}  numerical {numeric:.10f}")
-check("Exercise 1: directional derivative agrees",
-      abs(analytic - numeric) <= 1e-6 * max(1.0, abs(analytic)) and np.array_equal(x.data, x_before),
+
+
+def directional_check_agrees():
+    analytic, numeric = answered(directional_check(fn, x, upstream, v))
+    print(f"analytic {analytic:.10f}  numerical {numeric:.10f}")
+    return abs(analytic - numeric) <= 1e-6 * max(1.0, abs(analytic)) and np.array_equal(x.data, x_before)
+
+
+check("Exercise 1: directional derivative agrees", directional_check_agrees,
       "analytic = sum(x.grad * v); numerical uses x + eps v and x - eps v; restore x afterwards")
 
 
@@ -435,11 +472,12 @@ check("Exercise 1: directional derivative agrees",
 # names in the set.
 
 # %%
-missed_by_ones = {"zeros", "no-variance-term"}  # one possible answer
+# one possible answer
+missed_by_ones = {"zeros", "no-variance-term"}
 
 # %%
 truth = {m for m in HandBatchNorm.MISTAKES if m != "none" and check_with(ones, m) < TOLERANCE}
-check("Exercise 2: the bugs an all-ones upstream gradient cannot see", missed_by_ones == truth,
+check("Exercise 2: the bugs an all-ones upstream gradient cannot see", lambda: answered(missed_by_ones) == truth,
       "which wrong formulas also give zero (or the right number) when G is the same everywhere?")
 
 
@@ -468,9 +506,18 @@ class LogSumExp(Function):
 
 # %%
 z = leaf(3, 5, scale=3.0)
-result = minires.gradcheck(lambda t: LogSumExp()(t), [z], raise_exception=False)
-print(result)
-check("Exercise 3: log-sum-exp backward", result.passed,
+
+
+def logsumexp_backward_is_right():
+    op = LogSumExp()   # backward called directly first, to see that it is written
+    op.forward(z.numpy())
+    answered(op.backward(np.ones(3)))
+    result = minires.gradcheck(lambda t: LogSumExp()(t), [z], raise_exception=False)
+    print(result)
+    return result.passed
+
+
+check("Exercise 3: log-sum-exp backward", logsumexp_backward_is_right,
       "dL/dx_j = dL/dy * softmax(x)_j, broadcast over the last axis")
 
 # %% [markdown]

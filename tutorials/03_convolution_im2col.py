@@ -106,7 +106,8 @@ print(col.astype(int))
 
 # %%
 colors = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
-fig, (ax_in, ax_col) = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [1, 1.1]})
+fig, (ax_in, ax_col) = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [1, 1.1]},
+                                     layout="constrained")
 ax_in.imshow(image[0, 0], cmap="Greys", alpha=0.25)
 for (r, c), value in np.ndenumerate(image[0, 0]):
     ax_in.text(c, r, int(value), ha="center", va="center")
@@ -117,14 +118,17 @@ for k, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
 ax_in.set_title("input 4x4: the four 3x3 windows")
 ax_in.set_xticks([])
 ax_in.set_yticks([])
+ax_in.set_xlabel("pixel column")
+ax_in.set_ylabel("pixel row")
 
 ax_col.imshow(col, cmap="Greys", alpha=0.25, aspect="auto")
 for (r, c), value in np.ndenumerate(col):
     ax_col.text(c, r, int(value), ha="center", va="center", color=colors[c], fontweight="bold")
 ax_col.set_xticks(range(4), [f"window {k}\n(out {k // 2},{k % 2})" for k in range(4)])
 ax_col.set_yticks(range(9), [f"(i={i}, j={j})" for i in range(3) for j in range(3)])
+ax_col.set_xlabel("column = window (output pixel)")
+ax_col.set_ylabel("row = position (i, j) in the window")
 ax_col.set_title("col (9 x 4): a column per window")
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -140,7 +144,7 @@ image5 = np.arange(1, 26, dtype=np.float64).reshape(1, 1, 5, 5)
 col5 = im2col(image5, kernel=(3, 3), stride=(2, 2), padding=(1, 1))
 print("col has shape", col5.shape, " output size", conv_output_size(5, 3, 2, 1), "x", conv_output_size(5, 3, 2, 1))
 
-fig, (ax_in, ax_col) = plt.subplots(1, 2, figsize=(11, 4.5))
+fig, (ax_in, ax_col) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
 padded = np.pad(image5[0, 0], 1)
 ax_in.imshow(padded > 0, cmap="Greys", alpha=0.25)
 for (r, c), value in np.ndenumerate(padded):
@@ -155,14 +159,16 @@ for k in range(9):
 ax_in.set_title("5x5 input, padding 1 (gray zeros), stride 2")
 ax_in.set_xticks([])
 ax_in.set_yticks([])
+ax_in.set_xlabel("pixel column (padded)")
+ax_in.set_ylabel("pixel row (padded)")
 ax_col.imshow(col5 > 0, cmap="Greys", alpha=0.25, aspect="auto")
 for (r, c), value in np.ndenumerate(col5):
     ax_col.text(c, r, int(value), ha="center", va="center", color=cmap(c) if value else "lightgray")
 ax_col.set_xticks(range(9), range(9))
 ax_col.set_yticks(range(9), [f"(i={i}, j={j})" for i in range(3) for j in range(3)])
 ax_col.set_xlabel("column = output pixel")
+ax_col.set_ylabel("row = position (i, j) in the window")
 ax_col.set_title("col: 9 rows, 9 columns; zeros from the padding")
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -179,15 +185,16 @@ plt.show()
 # %%
 tiny = rng.standard_normal((2, 2, 4, 4))
 col_tiny = im2col(tiny, (3, 3), (1, 1), (1, 1))
-fig, ax = plt.subplots(figsize=(10, 3.5))
+fig, ax = plt.subplots(figsize=(10, 3.5), layout="constrained")
 limit = np.abs(col_tiny).max()
 ax.imshow(col_tiny, cmap="bwr", vmin=-limit, vmax=limit, aspect="auto")  # white = 0 (padding)
 ax.axhline(8.5, color="k", lw=2)
 ax.axvline(15.5, color="k", lw=2)
 ax.set_yticks([4, 13], ["channel 0\n(9 rows)", "channel 1\n(9 rows)"])
 ax.set_xticks([7.5, 23.5], ["image 0 (16 output pixels)", "image 1 (16 output pixels)"])
+ax.set_xlabel("column = (image, output row, output column)")
+ax.set_ylabel("row = (channel, i, j)")
 ax.set_title(f"col for x of shape {tiny.shape}, 3x3 kernel, padding 1: {col_tiny.shape}")
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -248,12 +255,12 @@ for name, seconds in timings.items():
     print(f"  {name:18s} {seconds * 1000:9.2f} ms   ({timings['loops'] / seconds:7.0f}x the loops)")
 assert np.allclose(conv2d_gemm(xb, wb, padding=1), conv2d_loops(xb, wb, padding=1), atol=1e-4)
 
-fig, ax = plt.subplots(figsize=(6, 2.5))
+fig, ax = plt.subplots(figsize=(6, 2.5), layout="constrained")
 ax.barh(list(timings), [t * 1000 for t in timings.values()])
 ax.set_xscale("log")
 ax.set_xlabel("milliseconds (log scale)")
+ax.set_ylabel("implementation")
 ax.set_title("one 3x3 convolution, forward")
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -292,7 +299,7 @@ for stride, padding in ((1, 0), (1, 1), (2, 1), (3, 2)):
 # that count:
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.5))
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.5), layout="constrained")
 for ax, (stride, padding) in zip(axes, ((1, 0), (1, 1), (2, 1))):
     ones = np.ones((1, 1, 7, 7))
     count = col2im(im2col(ones, (3, 3), (stride, stride), (padding, padding)), ones.shape,
@@ -303,8 +310,9 @@ for ax, (stride, padding) in zip(axes, ((1, 0), (1, 1), (2, 1))):
     ax.set_title(f"3x3, stride {stride}, padding {padding}")
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_xlabel("pixel column")
+    ax.set_ylabel("pixel row")
 fig.suptitle("col2im(im2col(ones)): how many windows see each pixel of a 7x7 image")
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -363,13 +371,13 @@ print("dL/dx is a convolution of G:", np.allclose(grad_x1, as_a_convolution.nump
 # %% [markdown]
 # ## Exercises
 #
-# One possible answer is filled in for each, so the file runs top to bottom.
-# Replace it with your own and run the checking cell below it.
+# One possible answer is filled in for each, after a `# one possible answer`
+# comment, so the file runs top to bottom. Replace it with your own and run the
+# checking cell below it: ✓ when it is right, ✗ and a hint when it is not. While
+# an answer is still `pass`, the check prints "not answered yet" and the file runs on.
 
 # %%
-def check(name, ok, hint=""):
-    print(("✓ " if ok else "✗ ") + name)
-    assert ok, f"{name}: {hint}"
+from minires.exercises import answered, check  # the ✓ / ✗ / "not answered yet" of the check cells
 
 
 CONFIGS = [((2, 3, 5, 5), (3, 3), 1, 1), ((1, 2, 6, 7), (3, 2), 2, 0), ((3, 1, 4, 4), (1, 1), 1, 0),
@@ -399,9 +407,12 @@ def my_im2col(x, kh, kw, stride, padding):
 
 
 # %%
-ok = all(np.array_equal(my_im2col(xs, kh, kw, s, p), im2col(xs, (kh, kw), (s, s), (p, p)))
-         for shape, (kh, kw), s, p in CONFIGS for xs in [rng.standard_normal(shape)])
-check("Exercise 1: my_im2col matches minires.ops.im2col.im2col", ok,
+def my_im2col_matches():
+    return all(np.array_equal(answered(my_im2col(xs, kh, kw, s, p)), im2col(xs, (kh, kw), (s, s), (p, p)))
+               for shape, (kh, kw), s, p in CONFIGS for xs in [rng.standard_normal(shape)])
+
+
+check("Exercise 1: my_im2col matches minires.ops.im2col.im2col", my_im2col_matches,
       "column index (n * OH + r) * OW + c; a window flattened in (channel, i, j) order")
 
 
@@ -430,12 +441,12 @@ def my_col2im(col, x_shape, kh, kw, stride, padding):
 def adjoint_ok(shape, kh, kw, s, p):
     xs = rng.standard_normal(shape)
     Z = rng.standard_normal(im2col(xs, (kh, kw), (s, s), (p, p)).shape)
-    back = my_col2im(Z, shape, kh, kw, s, p)
+    back = answered(my_col2im(Z, shape, kh, kw, s, p))
     return back.shape == shape and np.isclose((im2col(xs, (kh, kw), (s, s), (p, p)) * Z).sum(), (xs * back).sum())
 
 
 check("Exercise 2: <im2col(x), Z> == <x, my_col2im(Z)>",
-      all(adjoint_ok(shape, kh, kw, s, p) for shape, (kh, kw), s, p in CONFIGS),
+      lambda: all(adjoint_ok(shape, kh, kw, s, p) for shape, (kh, kw), s, p in CONFIGS),
       "every entry of column (n, r, c) goes back, added, onto the pixel its window copied it from")
 
 
@@ -457,7 +468,7 @@ bias = minires.tensor(rng.standard_normal(4), requires_grad=True)
 out = F.conv2d(minires.tensor(x), minires.tensor(w), bias, stride=2, padding=1)
 G = rng.standard_normal(out.shape)
 out.backward(G)
-check("Exercise 3: bias gradient", np.allclose(conv2d_bias_backward(G), bias.grad),
+check("Exercise 3: bias gradient", lambda: np.allclose(answered(conv2d_bias_backward(G)), bias.grad),
       "a value added to many outputs receives the sum of their gradients")
 
 # %% [markdown]

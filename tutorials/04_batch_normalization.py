@@ -36,6 +36,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 import minires
 import minires.engine.autograd
@@ -84,14 +85,17 @@ print("same as F.batch_norm:", np.allclose(y, y_minires.numpy()))
 print("per-channel mean of x_hat:", cache[0].mean(axis=AXES).round(12), " variance:", cache[0].var(axis=AXES).round(6))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True, layout="constrained")
 for c in range(C):
     axes[0].hist(x[:, c].ravel(), bins=30, alpha=0.6, label=f"channel {c}")
     axes[1].hist(cache[0][:, c].ravel(), bins=30, alpha=0.6, label=f"channel {c}")
 axes[0].set_title("x: each channel has its own mean and spread")
 axes[1].set_title("x_hat: every channel at mean 0, variance 1")
+axes[0].set_xlabel("value of x")
+axes[1].set_xlabel("value of x_hat")
+for ax in axes:
+    ax.set_ylabel("count")
 axes[0].legend()
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -125,18 +129,21 @@ for step in range(STEPS):
     history_var.append(layer.running_var.numpy().copy())
 print(f"after {STEPS} batches: running_mean {history_mean[-1].round(3)}, running_var {history_var[-1].round(3)}")
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+seen = np.arange(1, STEPS + 1)   # after the first batch, after the second, ...
 for c in range(3):
-    axes[0].plot([h[c] for h in history_mean], f"C{c}")
+    axes[0].plot(seen, [h[c] for h in history_mean], f"C{c}")
     axes[0].axhline(true_mean[c], color=f"C{c}", ls=":")
-    axes[1].plot([h[c] for h in history_var], f"C{c}", label=f"channel {c}")
+    axes[1].plot(seen, [h[c] for h in history_var], f"C{c}", label=f"channel {c}")
     axes[1].axhline(true_std[c] ** 2, color=f"C{c}", ls=":")
 axes[0].set_title("running_mean (dotted: true mean)")
 axes[1].set_title("running_var (dotted: true variance)")
+axes[0].set_ylabel("running_mean")
+axes[1].set_ylabel("running_var")
 axes[1].legend()
 for ax in axes:
     ax.set_xlabel("training batches seen")
-plt.tight_layout()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # a count of batches: no 2.5
 plt.show()
 
 # %% [markdown]
@@ -358,7 +365,7 @@ for use_bn in (False, True):
           f"({time.perf_counter() - start:.1f} s)")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
 for name, curve in curves.items():
     steps, accuracy = zip(*curve)
     axes[0].plot(steps, accuracy, "o-", label=name)
@@ -370,10 +377,11 @@ for ax, (name, percentiles) in zip(axes[1:], unit_inputs.items()):
     percentiles = np.array(percentiles)
     ax.plot(steps, percentiles[:, 1], "k")
     ax.fill_between(steps, percentiles[:, 0], percentiles[:, 2], alpha=0.3)
+    ax.set_title(f"input of one last-layer sigmoid,\n{name}")
+    ax.set_ylabel("15th, 50th, 85th percentile")
+for ax in axes:
     ax.set_xlabel("training step")
-    ax.set_title(f"input of one last-layer sigmoid, {name}")
-axes[1].set_ylabel("15th, 50th, 85th percentile")
-plt.tight_layout()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 plt.show()
 
 # %% [markdown]
@@ -384,13 +392,13 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# One possible answer is filled in for each, so the file runs top to bottom.
-# Replace it with your own and run the checking cell below it.
+# One possible answer is filled in for each, after a `# one possible answer`
+# comment, so the file runs top to bottom. Replace it with your own and run the
+# checking cell below it: ✓ when it is right, ✗ and a hint when it is not. While
+# an answer is still `pass`, the check prints "not answered yet" and the file runs on.
 
 # %%
-def check(name, ok, hint=""):
-    print(("✓ " if ok else "✗ ") + name)
-    assert ok, f"{name}: {hint}"
+from minires.exercises import answered, check  # the ✓ / ✗ / "not answered yet" of the check cells
 
 
 # %% [markdown]
@@ -410,7 +418,7 @@ def bn_forward_1d(x, gamma, beta, eps=1e-5):
 x1 = rng.standard_normal((10, 4)) * 3 + 2
 g1, b1 = rng.uniform(0.5, 2, 4), rng.standard_normal(4)
 expected = F.batch_norm(minires.tensor(x1), None, None, minires.tensor(g1), minires.tensor(b1), training=True).numpy()
-check("Exercise 1: (N, C) batch norm forward", np.allclose(bn_forward_1d(x1, g1, b1), expected),
+check("Exercise 1: (N, C) batch norm forward", lambda: np.allclose(answered(bn_forward_1d(x1, g1, b1)), expected),
       "mean and (biased) variance over axis 0, per column")
 
 
@@ -438,10 +446,15 @@ seen = [rng.standard_normal((6, 3)) * 2 + 1 for _ in range(4)]
 bn1 = nn.BatchNorm1d(3)
 for batch in seen:
     bn1(minires.tensor(batch.astype(np.float32)))
-mine_mean, mine_var = running_statistics(seen)
-check("Exercise 2: running_mean and running_var",
-      np.allclose(mine_mean, bn1.running_mean.numpy(), atol=1e-5)
-      and np.allclose(mine_var, bn1.running_var.numpy(), atol=1e-5),
+
+
+def running_statistics_match():
+    mine_mean, mine_var = answered(running_statistics(seen))
+    return (np.allclose(mine_mean, bn1.running_mean.numpy(), atol=1e-5)
+            and np.allclose(mine_var, bn1.running_var.numpy(), atol=1e-5))
+
+
+check("Exercise 2: running_mean and running_var", running_statistics_match,
       "mix with weight 0.1 per batch; the variance uses m / (m - 1)")
 
 
@@ -471,9 +484,15 @@ x3 = minires.tensor(rng.standard_normal((2, 3, 6, 6)))
 two_layers = F.batch_norm(F.conv2d(x3, minires.tensor(W3), minires.tensor(b3), padding=1),
                           minires.tensor(mean3), minires.tensor(var3), minires.tensor(g3), minires.tensor(be3),
                           training=False).numpy()
-W_folded, b_folded = fold_batch_norm(W3, b3, g3, be3, mean3, var3)
-one_layer = F.conv2d(x3, minires.tensor(W_folded), minires.tensor(b_folded), padding=1).numpy()
-check("Exercise 3: conv + batch norm folded into one conv", np.allclose(one_layer, two_layers),
+
+
+def folded_conv_matches():
+    W_folded, b_folded = answered(fold_batch_norm(W3, b3, g3, be3, mean3, var3))
+    one_layer = F.conv2d(x3, minires.tensor(W_folded), minires.tensor(b_folded), padding=1).numpy()
+    return np.allclose(one_layer, two_layers)
+
+
+check("Exercise 3: conv + batch norm folded into one conv", folded_conv_matches,
       "scale each output channel's filter by gamma/sqrt(var+eps); fold mean, beta and b into the bias")
 
 # %% [markdown]

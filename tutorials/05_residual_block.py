@@ -216,7 +216,7 @@ dead_total = vjp(residual_sum, x, G)
 block.bn2.weight.data = gamma_saved
 print("gamma = 0: the branch passes no gradient, and dL/dx == G exactly:", np.array_equal(dead_total, G))
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 ax = axes[0]
 ax.plot(scales, ratio_F, "o-", label="through F alone:  |G dF/dx| / |G|")
 ax.plot(scales, ratio_block, "s-", label="through the block:  |G (dF/dx + I)| / |G|")
@@ -239,7 +239,6 @@ ax.set_xlabel("gradient magnitude per element")
 ax.set_ylabel("count")
 ax.set_title("The two terms of dL/dx (gamma as initialised)")
 ax.legend(fontsize=8)
-fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -288,7 +287,7 @@ def draw_block(ax, shortcut_label="identity: x"):
     ax.axis("off")
 
 
-fig, ax = plt.subplots(figsize=(10, 3.4))
+fig, ax = plt.subplots(figsize=(10, 3.4), layout="constrained")
 draw_block(ax)
 ax.set_title("BasicBlock: y = ReLU(F(x) + x);  in red, the gradient: dL/dx = dL/dz dF/dx + dL/dz")
 plt.show()
@@ -408,14 +407,14 @@ for name, blk, x_in in [("identity", block, x), ("option B", block_b, x_b), ("op
 #
 # ## Exercises
 #
-# The file ships with one possible answer to each exercise filled in, so that it runs top to
-# bottom; try to write your own before reading it. The check cell under each answer prints ✓
-# when it is right, and stops with ✗ and a hint when it is not.
+# The file ships with one possible answer to each exercise filled in, after a
+# `# One possible answer` comment, so that it runs top to bottom; try to write your own before
+# reading it. The check cell under each answer prints ✓ when it is right, and stops with ✗ and
+# a hint when it is not. While an answer is still `pass` or `...`, it prints "not answered yet"
+# and the file runs on.
 
 # %%
-def check(name, ok, hint=""):
-    print(("✓ " if ok else "✗ ") + name)
-    assert ok, f"{name}: {hint}"
+from minires.exercises import answered, check  # the ✓ / ✗ / "not answered yet" of the check cells
 
 # %% [markdown]
 # ### Exercise 1: two blocks, four paths
@@ -450,10 +449,13 @@ def four_paths(x, G):
 
 
 # %%
-paths = four_paths(x, G)
-print("norms of the four paths:", [round(float(np.linalg.norm(p)), 3) for p in paths])
-check("the four paths add up to autograd's dL/dx",
-      np.allclose(sum(paths), vjp(two_blocks, x, G), rtol=1e-10, atol=1e-10),
+def four_paths_add_up():
+    paths = answered(four_paths(x, G))
+    print("norms of the four paths:", [round(float(np.linalg.norm(p)), 3) for p in paths])
+    return np.allclose(sum(paths), vjp(two_blocks, x, G), rtol=1e-10, atol=1e-10)
+
+
+check("Exercise 1: the four paths add up to autograd's dL/dx", four_paths_add_up,
       "G J2 is a vjp through F2 evaluated at z1 (not at x); G J2 J1 feeds that result through F1")
 
 # %% [markdown]
@@ -475,8 +477,8 @@ shortcut_c = np.einsum("nohw,oc->nchw", G, W_c)
 
 # %%
 total_c = vjp(lambda t: block_c.branch(t) + block_c.shortcut(t), x, G)
-check("G dF/dx + G W_s equals autograd's dL/dx for option C",
-      np.allclose(vjp(block_c.branch, x, G) + shortcut_c, total_c, rtol=1e-10, atol=1e-10),
+check("Exercise 2: G dF/dx + G W_s equals autograd's dL/dx for option C",
+      lambda: np.allclose(vjp(block_c.branch, x, G) + answered(shortcut_c), total_c, rtol=1e-10, atol=1e-10),
       "fold the batch norm's gamma / sqrt(running_var + eps) into the rows of the 1x1 weight; "
       "with stride 1 every pixel receives a gradient")
 
@@ -501,7 +503,8 @@ predicted_grad = G_y * (x > 0)
 # %%
 with minires.no_grad():
     actual_y = block_zero(minires.tensor(x)).numpy()
-check("the output is as predicted", np.allclose(actual_y, predicted_y, atol=1e-12),
+check("Exercise 3: the output is as predicted", lambda: np.allclose(actual_y, answered(predicted_y), atol=1e-12),
       "with gamma = 0 and beta = 0 the branch outputs zeros; what is left of ReLU(F(x) + x)?")
-check("the gradient is as predicted", np.allclose(vjp(block_zero, x, G_y), predicted_grad, atol=1e-12),
+check("Exercise 3: the gradient is as predicted",
+      lambda: np.allclose(vjp(block_zero, x, G_y), answered(predicted_grad), atol=1e-12),
       "the final ReLU masks G_y where its input is negative; F passes back nothing")

@@ -40,6 +40,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 import minires
 import minires.functional as F
@@ -85,7 +86,7 @@ print("one batch:", images.dtype, images.shape, labels.dtype, labels.shape,
       f"| normalised pixels: mean {images.mean():.3f}, std {images.std():.3f}")
 
 # %%
-fig, axes = plt.subplots(2, 8, figsize=(10, 3))
+fig, axes = plt.subplots(2, 8, figsize=(10, 3), layout="constrained")
 for ax, image, label in zip(axes.ravel(), train_set.images, train_set.labels):
     ax.imshow(image[0], cmap="gray")
     ax.set_title(str(label))
@@ -191,7 +192,7 @@ print(f"final held-out accuracy: {history[-1]['test_acc']:.4f}")
 # drops are typical of step schedules. The held-out accuracy is measured once per epoch.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 steps_per_epoch = len(train_loader)
 axes[0].plot(np.arange(1, len(all_batch_losses) + 1) / steps_per_epoch, all_batch_losses, lw=0.8)
 for m in milestones:
@@ -208,7 +209,9 @@ axes[1].set_xlabel("epoch")
 axes[1].set_ylabel("accuracy")
 axes[1].set_title("Accuracy")
 axes[1].legend()
-fig.tight_layout()
+axes[0].set_xlim(0, EPOCHS)
+for ax in axes:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))   # whole epochs: no 1.5
 plt.show()
 
 # %% [markdown]
@@ -259,7 +262,7 @@ shutil.rmtree(folder)   # this one was only a demonstration; keep yours!
 # and its position says which digit was taken for which.
 
 # %%
-fig, ax = plt.subplots(figsize=(5.5, 5))
+fig, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
 ax.imshow(np.log1p(confusion), cmap="Blues")
 for i in range(10):
     for j in range(10):
@@ -285,14 +288,13 @@ wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]   # most
 if len(wrong):
     cols = 8
     rows = -(-len(wrong) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(10, 1.5 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 1.5 * rows + 0.4), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong):
         ax.imshow(test_set.images[i, 0], cmap="gray")
         ax.set_title(f"{test_set.labels[i]}→{predicted[i]} ({probabilities[i, predicted[i]]:.2f})", fontsize=9)
     fig.suptitle("Mistakes: true → predicted (probability), most confident first")
-    fig.tight_layout()
     plt.show()
 
 # %% [markdown]
@@ -311,14 +313,13 @@ if len(wrong):
 #
 # ## Exercises
 #
-# The file ships with one possible answer to each exercise filled in, so that it runs top to
-# bottom; try your own first. The check cell under each answer prints ✓ when it is right, and
-# stops with ✗ and a hint when it is not.
+# The file ships with one possible answer to each exercise filled in, after a
+# `# One possible answer` comment, so that it runs top to bottom; try your own first. The check
+# cell under each answer prints ✓ when it is right, and stops with ✗ and a hint when it is not.
+# While an answer is still `pass`, it prints "not answered yet" and the file runs on.
 
 # %%
-def check(name, ok, hint=""):
-    print(("✓ " if ok else "✗ ") + name)
-    assert ok, f"{name}: {hint}"
+from minires.exercises import answered, check  # the ✓ / ✗ / "not answered yet" of the check cells
 
 # %% [markdown]
 # ### Exercise 1: accuracy per class
@@ -333,11 +334,17 @@ def per_class_accuracy(confusion):
 
 
 # %%
-acc = per_class_accuracy(confusion)
-print("accuracy per digit:", np.round(acc, 3), "| hardest:", int(acc.argmin()))
 expected = np.array([(predicted[test_set.labels == k] == k).mean() if (test_set.labels == k).any() else 0.0
                      for k in range(10)])
-check("per-class accuracy matches the predictions", np.allclose(acc, expected),
+
+
+def per_class_accuracy_matches():
+    acc = answered(per_class_accuracy(confusion))
+    print("accuracy per digit:", np.round(acc, 3), "| hardest:", int(acc.argmin()))
+    return np.allclose(acc, expected)
+
+
+check("Exercise 1: per-class accuracy matches the predictions", per_class_accuracy_matches,
       "rows are true classes: divide the diagonal by each row's sum")
 
 # %% [markdown]
@@ -354,11 +361,17 @@ def most_common_confusion(confusion):
 
 
 # %%
-pair = most_common_confusion(confusion)
-count = int(((test_set.labels == pair[0]) & (predicted == pair[1])).sum())
-largest = max((int(((test_set.labels == a) & (predicted == b)).sum()) for a in range(10) for b in range(10) if a != b))
-print(f"most common confusion: {pair[0]} taken for {pair[1]}, {count} times")
-check("no other confusion is more frequent", pair[0] != pair[1] and count == largest,
+largest = max(int(((test_set.labels == a) & (predicted == b)).sum()) for a in range(10) for b in range(10) if a != b)
+
+
+def no_confusion_is_more_frequent():
+    true, guess = answered(most_common_confusion(confusion))
+    count = int(((test_set.labels == true) & (predicted == guess)).sum())
+    print(f"most common confusion: {true} taken for {guess}, {count} times")
+    return true != guess and count == largest
+
+
+check("Exercise 2: no other confusion is more frequent", no_confusion_is_more_frequent,
       "leave out the diagonal (the correct answers) before looking for the largest count")
 
 # %% [markdown]
@@ -381,9 +394,15 @@ def classify(model, image):
 
 # %%
 n = 20
-singles = np.array([classify(reloaded, test_set.images[i]) for i in range(n)])
 top2 = np.sort(probabilities[:n], axis=1)[:, -2:]
 clear = top2[:, 1] - top2[:, 0] > 1e-3   # skip near-ties, where float rounding may pick either class
-check(f"one image at a time agrees with the batched predictions ({clear.sum()} of the first {n} images)",
-      np.array_equal(singles[clear], predicted[:n][clear]),
+
+
+def classify_agrees():
+    singles = np.array([answered(classify(reloaded, test_set.images[i])) for i in range(n)])
+    return np.array_equal(singles[clear], predicted[:n][clear])
+
+
+check(f"Exercise 3: one image at a time agrees with the batched predictions ({clear.sum()} of the first {n} images)",
+      classify_agrees,
       "scale by 1/255, apply `normalize`, add a batch axis with image[None], and call model.eval()")

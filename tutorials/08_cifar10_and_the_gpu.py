@@ -42,6 +42,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
 import minires
 import minires.functional as F
@@ -134,7 +135,7 @@ elif not GPU:   # evaluating all 10,000 test images takes minutes on a CPU: use 
 print(DATA_NAME, "| training:", train_set, "| held out:", test_set)
 
 # %%
-fig, axes = plt.subplots(2, 8, figsize=(11, 3.2))
+fig, axes = plt.subplots(2, 8, figsize=(11, 3.2), layout="constrained")
 for ax, image, label in zip(axes.ravel(), train_set.images, train_set.labels):
     ax.imshow(image.transpose(1, 2, 0))   # C x H x W -> H x W x C for imshow
     ax.set_title(train_set.classes[label], fontsize=9)
@@ -250,7 +251,7 @@ if SMOKE:
     print("(smoke run: tiny batches, so this estimate is rough)")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 axes[0].plot(np.arange(1, len(losses) + 1), losses, lw=0.8, label="per batch")
 if len(losses) >= 20:
     window = 20
@@ -258,6 +259,7 @@ if len(losses) >= 20:
                  lw=2, label=f"mean of {window}")
 axes[0].axhline(np.log(10), color="gray", ls=":", label="ln 10: guessing")
 axes[0].set_xlabel("step")
+axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are counted: no 2.5
 axes[0].set_ylabel("training loss")
 axes[0].set_title(f"ResNet-20 on {DATA_NAME}")
 axes[0].legend()
@@ -266,9 +268,9 @@ axes[1].bar(list(bars), list(bars.values()), color=["gray", "tab:blue", "tab:gre
 for x, value in enumerate(bars.values()):
     axes[1].text(x, value + 0.02, f"{value:.1%}", ha="center")
 axes[1].set_ylim(0, 1.05)
+axes[1].set_xlabel("model")
 axes[1].set_ylabel("held-out accuracy")
 axes[1].set_title("Where we are")
-fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -388,7 +390,7 @@ while half > 0:
     active.append(np.arange(16) < half)
     half //= 2
 
-fig, ax = plt.subplots(figsize=(11, 3.4))
+fig, ax = plt.subplots(figsize=(11, 3.4), layout="constrained")
 ax.imshow(np.array(active), cmap=ListedColormap(["#eeeeee", "#9ecae1"]), aspect="auto")
 for r, values in enumerate(rounds):
     for t, value in enumerate(values):
@@ -398,6 +400,7 @@ ax.set_xticks(range(16))
 ax.set_yticks(range(len(rounds)))
 ax.set_yticklabels(["after step 1"] + [f"half = {16 >> (r + 1)}" for r in range(len(rounds) - 1)])
 ax.set_xlabel("thread t (= slot of partial[])")
+ax.set_ylabel("round")
 ax.set_title("Tree reduction in shared memory. Blue: the threads that add in this round; "
              "grey numbers: no longer read")
 plt.show()
@@ -520,7 +523,7 @@ S = GRID * BLOCK
 rows = -(-N_ELEMENTS // S)
 grid_image = np.full(rows * S, np.nan)
 grid_image[:N_ELEMENTS] = block_of
-fig, ax = plt.subplots(figsize=(12, 2.8))
+fig, ax = plt.subplots(figsize=(12, 2.8), layout="constrained")
 ax.imshow(grid_image.reshape(rows, S), cmap=ListedColormap(["tab:blue", "tab:orange", "tab:green"]),
           vmin=-0.5, vmax=GRID - 0.5, aspect="auto")
 for i in range(N_ELEMENTS):
@@ -529,6 +532,7 @@ ax.set_xticks(range(0, S, BLOCK))
 ax.set_xlabel(f"element index mod {S}  (colour: block 0 blue, 1 orange, 2 green; number: threadIdx.x)")
 ax.set_yticks(range(rows))
 ax.set_yticklabels([f"elements {r * S}-{min((r + 1) * S, N_ELEMENTS) - 1}" for r in range(rows)])
+ax.set_ylabel("turn of the loop")
 ax.set_title(f"Who wrote each of {N_ELEMENTS} elements: grid of {GRID} blocks x {BLOCK} threads, grid-stride loop")
 plt.show()
 
@@ -584,14 +588,14 @@ else:
 #
 # ## Exercises
 #
-# Each exercise has a check cell that prints ✓ or ✗. The file ships with one possible answer
-# filled in, so that it runs top to bottom; try your own first. The kernel exercises need a
-# kernel runner (a GPU, or a C++ compiler for the emulator); without one their checks skip.
+# Each exercise has a check cell that prints ✓ or ✗ (and a hint, and stops). The file ships with
+# one possible answer filled in, after a `# One possible answer` comment, so that it runs top to
+# bottom; try your own first. While an answer is still `pass` or `...`, the check prints "not
+# answered yet" and the file runs on. The kernel exercises need a kernel runner (a GPU, or a C++
+# compiler for the emulator); without one their checks say "skipped".
 
 # %%
-def check(name, ok, hint=""):
-    print(("✓ " if ok else "✗ ") + name)
-    assert ok, f"{name}: {hint}"
+from minires.exercises import Skip, answered, check  # the ✓ / ✗ / "not answered yet" of the check cells
 
 
 def run_student_kernel(code, name, grid, block, args):
@@ -619,13 +623,16 @@ def writer(i, grid, block):
 
 
 # %%
-ok = True
-for n, grid, block in [(100, 3, 8), (1000, 7, 32), (50, 4, 16)]:   # the last: more threads than elements
-    expected_block, expected_thread = simulate_grid_stride(n, grid, block)
-    ok &= all(writer(i, grid, block) == (expected_block[i], expected_thread[i]) for i in range(n))
-if RUNNER is not None:   # and against what the real kernel recorded above
-    ok &= all(writer(i, GRID, BLOCK) == (block_of[i], thread_of[i]) for i in range(N_ELEMENTS))
-check("writer(i, grid, block) agrees with the loop", ok,
+def writer_agrees():
+    for n, grid, block in [(100, 3, 8), (1000, 7, 32), (50, 4, 16)]:   # the last: more threads than elements
+        expected_block, expected_thread = simulate_grid_stride(n, grid, block)
+        if not all(answered(writer(i, grid, block)) == (expected_block[i], expected_thread[i]) for i in range(n)):
+            return False
+    # and against what the kernel recorded above (or, with no kernel runner, the simulation again)
+    return all(writer(i, GRID, BLOCK) == (block_of[i], thread_of[i]) for i in range(N_ELEMENTS))
+
+
+check("Exercise 1: writer(i, grid, block) agrees with the loop", writer_agrees,
       "the thread with global number g = b * block + t starts at element g and steps by grid * block")
 
 # %% [markdown]
@@ -647,18 +654,22 @@ __global__ void leaky_relu_forward(const float* x, float* y, float slope, int n)
 """
 
 # %%
-if RUNNER is None:
-    print("skipped:", why)
-else:
+def leaky_relu_matches_numpy():
+    code = answered(LEAKY_RELU)
+    if RUNNER is None:
+        raise Skip(why)
     x = np.random.default_rng(2).standard_normal(1000).astype(np.float32)
     y = np.full_like(x, np.nan)
     slope = np.float32(0.1)
-    ran = run_student_kernel(LEAKY_RELU, "leaky_relu_forward", 3, 128, (x, y, slope, np.int32(x.size)))
+    ran = run_student_kernel(code, "leaky_relu_forward", 3, 128, (x, y, slope, np.int32(x.size)))
     expected = np.where(x > 0, x, slope * x)
     if ran:
         print(f"{np.isnan(y).sum()} elements left unwritten, largest error {np.nanmax(np.abs(y - expected)):.1e}")
-    check("leaky_relu_forward matches NumPy", ran and np.allclose(y, expected, rtol=1e-6, atol=0),
-          "every element i < n must be written: use a grid-stride loop, and slope * x where x <= 0")
+    return ran and np.allclose(y, expected, rtol=1e-6, atol=0)
+
+
+check("Exercise 2: leaky_relu_forward matches NumPy", leaky_relu_matches_numpy,
+      "every element i < n must be written: use a grid-stride loop, and slope * x where x <= 0")
 
 # %% [markdown]
 # ### Exercise 3: the largest value of each block, in shared memory
@@ -689,14 +700,18 @@ __global__ void block_max(const float* x, float* maxima, int n) {
 """
 
 # %%
-if RUNNER is None:
-    print("skipped:", why)
-else:
+def block_max_matches_numpy():
+    code = answered(BLOCK_MAX)
+    if RUNNER is None:
+        raise Skip(why)
     x = -np.abs(np.random.default_rng(3).standard_normal(1000)).astype(np.float32)   # all negative
     blocks = -(-x.size // 256)
     maxima = np.full(blocks, np.nan, dtype=np.float32)
-    ran = run_student_kernel(BLOCK_MAX, "block_max", blocks, 256, (x, maxima, np.int32(x.size)))
+    ran = run_student_kernel(code, "block_max", blocks, 256, (x, maxima, np.int32(x.size)))
     expected = np.maximum.reduceat(x, np.arange(0, x.size, 256))
     print("kernel:", maxima, "\nNumPy: ", expected)
-    check("block_max matches NumPy, partial last block included", ran and np.array_equal(maxima, expected),
-          "every thread must reach each __syncthreads(); threads past n need a value that cannot win")
+    return ran and np.array_equal(maxima, expected)
+
+
+check("Exercise 3: block_max matches NumPy, partial last block included", block_max_matches_numpy,
+      "every thread must reach each __syncthreads(); threads past n need a value that cannot win")
