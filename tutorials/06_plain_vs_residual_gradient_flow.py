@@ -351,8 +351,9 @@ plt.show()
 #   is judged on the seeds' ranges: "holds" when every seed of one network ends below every seed
 #   of the other, "within noise" when the ranges overlap, "does not hold" when the order is the
 #   other way round. On the MNIST sample both ResNets fit their training data almost perfectly, so
-#   ResNet-56's lead over ResNet-20 is narrow (a few tenths of a point) and on another machine may
-#   come out "within noise"; the plain-56, meanwhile, ends 10-45% wrong depending on the seed.
+#   ResNet-56 against ResNet-20 is a toss-up: two of our runs, differing only in rounding, gave
+#   "holds" by 0.2 points once and "within noise" once. The plain-56, meanwhile, ends 12-45% wrong
+#   depending on the seed, and every seed of it far above every plain-20 seed.
 # * **lesion** follows Veit et al. (2016): train a ResNet and a plain network, then delete one block
 #   at test time and measure the accuracy, for every block in turn. Deleting a block of the plain
 #   network breaks its only path, and the accuracy should collapse; the ResNet still has the
