@@ -134,7 +134,8 @@ def run(args, out=print):
         args.preset, out=folder, seed=args.seed, device=args.device, data_root=args.data_root,
         download=args.download, progress=False if args.quiet else None, **overrides)
     if "seconds" in result:
-        out(f"{result['seconds']:.0f} s in all" + (f", {result['jobs']} trainings at a time" if result.get("jobs") else ""))
+        at_a_time = f", {result['jobs']} trainings at a time" if result.get("jobs") else ""
+        out(f"{result['seconds']:.0f} s in all{at_a_time}")
     for line in SUMMARIES[args.experiment](result):
         out(line)
     out(f"outputs in {folder}")

@@ -156,7 +156,7 @@ def degradation(preset="laptop", out=None, seed=0, device="cpu", data_root=None,
     "runs" (per seed: "curves", per network rows of iteration, lr, train_error, test_error,
     and "final", the last train and test error and the seconds it took), "final" (per network:
     the spread over the seeds of the final train and test errors, and the total seconds), and
-    "claims" (minires/experiments/claims.py: each with its verdict, the means, the spread).
+    "claims" (minires/experiments/claims.py: each with its verdict, margin and both sides' spread).
     """
     settings = choose_settings(PRESETS, preset, overrides)
     if len(settings["depths"]) != 2:
@@ -167,7 +167,8 @@ def degradation(preset="laptop", out=None, seed=0, device="cpu", data_root=None,
     train_set, test_set = load_data(settings["dataset"], data_root, download,
                                     settings["train_size"], settings["test_size"], seed)
     test_loader = held_out_batches(test_set, train_set)
-    trainings = [(kind, depth, run_seed) for run_seed in seeds for kind in NETWORK_KINDS for depth in settings["depths"]]
+    trainings = [(kind, depth, run_seed)
+                 for run_seed in seeds for kind in NETWORK_KINDS for depth in settings["depths"]]
     trained = in_parallel(train_and_record, [(kind, depth, settings, train_set, test_loader, run_seed, device,
                                               progress if jobs <= 1 else False)
                                              for kind, depth, run_seed in trainings], jobs, progress)
@@ -182,7 +183,8 @@ def degradation(preset="laptop", out=None, seed=0, device="cpu", data_root=None,
                     "seconds": round(sum(run["final"][name]["seconds"] for run in runs.values()), 2)}
              for name in runs[seeds[0]]["final"]}
     result = {"experiment": "degradation", "preset": preset, "seeds": seeds, "device": device, "jobs": jobs,
-              "seconds": round(time.perf_counter() - began, 2), "settings": settings, "final": final, "claims": degradation_claims(runs, settings), "runs": runs}
+              "seconds": round(time.perf_counter() - began, 2), "settings": settings, "final": final,
+              "claims": degradation_claims(runs, settings), "runs": runs}
     write_csv(out, "degradation.csv", [{"seed": run_seed, "network": name, **row}
                                        for run_seed, run in runs.items()
                                        for name, curve in run["curves"].items() for row in curve])

@@ -199,7 +199,8 @@ def gradient_norms(preset="laptop", out=None, seed=0, device="cpu", data_root=No
     device = start(seed, device)
     began = time.perf_counter()
     train_set, _ = load_data(settings["dataset"], data_root, download, settings["train_size"], None, seed)
-    trainings = [(kind, depth, run_seed) for run_seed in seeds for depth in settings["depths"] for kind in NETWORK_KINDS]
+    trainings = [(kind, depth, run_seed)
+                 for run_seed in seeds for depth in settings["depths"] for kind in NETWORK_KINDS]
     records = in_parallel(measure_network, [(kind, depth, settings, train_set, run_seed, device,
                                              progress if jobs <= 1 else False)
                                             for kind, depth, run_seed in trainings], jobs, progress)
