@@ -121,15 +121,14 @@ SUMMARIES = {"norms": summarize_norms, "degradation": summarize_degradation,
 def run(args, out=print):
     folder = args.out or os.path.join("runs", f"gradflow-{args.experiment}-{args.preset}")
     overrides = {} if args.dataset is None else {"dataset": args.dataset}
-    if args.seeds is not None:
-        if args.experiment == "identity":
-            raise ValueError("identity takes no --seeds: it checks eq. 5 in float64 at initialisation, "
-                             "where every seed gives agreement to rounding error")
-        overrides["seeds"] = args.seeds
-    if args.experiment != "identity":  # the others train networks, several at a time
+    trains_over_seeds = "seeds" in PRESETS[args.experiment][args.preset]  # norms, degradation, lesion
+    for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
+        if value is not None and not trains_over_seeds:
+            raise ValueError(f"{args.experiment} takes no {flag}: it trains no networks over seeds")
+    if trains_over_seeds:
         overrides["jobs"] = default_jobs(args.device) if args.jobs is None else args.jobs
-    elif args.jobs is not None:
-        raise ValueError("identity takes no --jobs: it trains nothing")
+        if args.seeds is not None:
+            overrides["seeds"] = args.seeds
     result = EXPERIMENTS[args.experiment](
         args.preset, out=folder, seed=args.seed, device=args.device, data_root=args.data_root,
         download=args.download, progress=False if args.quiet else None, **overrides)
