@@ -40,29 +40,13 @@ sys.path.insert(0, ROOT)  # a checkout works uninstalled
 DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
 
 
-def keep_freed_memory():
-    """This checkout's minires/backends/cpu_memory.py, loaded by its path: a --baseline worker imports
-    another checkout's minires, which may not have it."""
+def this_checkouts_cpu_memory():
+    """This checkout's minires/backends/cpu_memory.py (keeping freed memory, measuring the peak), loaded by
+    its path: a --baseline worker imports another checkout's minires, which may not have it."""
     spec = importlib.util.spec_from_file_location("cpu_memory", os.path.join(ROOT, "minires", "backends", "cpu_memory.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.keep_freed_memory()
-
-
-def read_status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def reset_peak_memory():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM (peak resident memory) to the current size
-    except OSError:
-        pass
+    return module
 
 
 # ---- one step of each framework ---------------------------------------------------------------
@@ -171,12 +155,13 @@ def all_subclasses(cls):
 def worker(framework, model_name, batch, inference, keep_memory):
     """Answer the parent's commands on stdin, one JSON line each: step, memory, profile N."""
     make = minires_step if framework == "minires" else torch_step
+    memory = this_checkouts_cpu_memory()
     if keep_memory:  # for both frameworks alike, as `python -m minires train` does for itself
-        keep_freed_memory()
+        memory.keep_freed_memory()
     step, optimizer = make(model_name, batch, inference)
-    before = read_status("VmRSS")  # the framework, the model and the batch
+    before = memory.resident_bytes()  # the framework, the model and the batch
     step()  # warm-up: first-touch allocations, PyTorch's kernel selection
-    reset_peak_memory()
+    memory.reset_resident_peak()
     source = sys.modules["minires"].__file__ if framework == "minires" else sys.modules["torch"].__file__
     print(json.dumps({"ready": os.path.dirname(source)}), flush=True)
     for line in sys.stdin:
@@ -186,7 +171,7 @@ def worker(framework, model_name, batch, inference, keep_memory):
             step()
             answer = {"seconds": time.perf_counter() - start}
         elif command[0] == "memory":
-            answer = {"peak_extra_bytes": max(read_status("VmHWM") - before, 0)}
+            answer = {"peak_extra_bytes": max(memory.resident_bytes("VmHWM") - before, 0)}
         else:
             answer = {"parts": profiled(step, optimizer, int(command[1]))}
         print(json.dumps(answer), flush=True)

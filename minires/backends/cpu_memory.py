@@ -29,3 +29,39 @@ def keep_freed_memory():
     # mallopt returns 1 on success; the mmap threshold first, since setting either one
     # switches off glibc's own adjustment of both
     return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+
+
+# ---- measuring: how much memory a step adds (Linux) --------------------------------------------
+
+def resident_bytes(field="VmRSS"):
+    """The process's resident memory in bytes from /proc/self/status: ``VmRSS`` now, ``VmHWM`` its peak
+    ("high water mark") since the start or the last :func:`reset_resident_peak`; 0 where there is no /proc."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # the file counts in kB
+    except OSError:
+        pass
+    return 0
+
+
+def reset_resident_peak():
+    """Set the peak (VmHWM) back to the current resident size; True where Linux allowed it."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_extra_bytes(run):
+    """Call ``run()`` and return how far the resident memory rose above what the process held before it:
+    the memory ``run`` needed at its peak (its arrays, and pages it touched), in bytes. Run it in a fresh
+    process for a clean number: memory that an earlier step freed and kept (``keep_freed_memory``) is
+    reused without raising the peak. 0 where /proc is missing (not Linux)."""
+    before = resident_bytes()
+    reset_resident_peak()
+    run()
+    return max(resident_bytes("VmHWM") - before, 0)
