@@ -21,9 +21,9 @@ class TwoLayer(nn.Module):
 def test_parameters_buffers_and_modules_are_registered_with_dotted_names():
     model = TwoLayer()
     assert [n for n, _ in model.named_parameters()] == ["conv.weight", "bn.weight", "bn.bias", "head.1.weight", "head.1.bias"]
-    assert [n for n, _ in model.named_buffers()] == ["bn.running_mean", "bn.running_var"]
-    assert list(model.state_dict()) == [
-        "conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "head.1.weight", "head.1.bias"]
+    assert [n for n, _ in model.named_buffers()] == ["bn.running_mean", "bn.running_var", "bn.num_batches_tracked"]
+    assert list(model.state_dict()) == ["conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+                                        "bn.num_batches_tracked", "head.1.weight", "head.1.bias"]
     assert model.num_parameters() == 4 * 3 * 9 + 4 + 4 + 4 * 2 + 2
     assert len(list(model.modules())) == 6
 
@@ -257,3 +257,22 @@ def test_double_and_float_cast_parameters_and_buffers_but_not_integer_state():
     out = model(minires.tensor(np.ones((1, 3, 4, 4))))
     assert out.dtype == np.float64
     assert model.float() is model and model.conv.weight.dtype == np.float32
+
+
+def test_batch_norm_counts_training_batches_as_pytorch_does_and_loads_state_dicts_without_the_count():
+    bn = nn.BatchNorm2d(3)
+    x = minires.tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32))
+    bn(x)
+    bn(x)
+    bn.eval()
+    bn(x)  # evaluation does not count
+    assert bn.num_batches_tracked.dtype == np.int64 and int(bn.num_batches_tracked.data) == 2
+    older = {k: v for k, v in bn.state_dict().items() if k != "num_batches_tracked"}  # a state dict from before
+    fresh = nn.BatchNorm2d(3)
+    assert fresh.load_state_dict(older) == ([], [])
+    np.testing.assert_array_equal(fresh.running_mean.data, bn.running_mean.data)
+    assert int(fresh.num_batches_tracked.data) == 0
+    fresh.load_state_dict(bn.state_dict())
+    assert int(fresh.num_batches_tracked.data) == 2
+    with pytest.raises(RuntimeError, match="missing keys: running_var"):  # the other buffers stay required
+        fresh.load_state_dict({k: v for k, v in older.items() if k != "running_var"})

@@ -60,7 +60,11 @@ class Linear(Module):
 
 
 class _BatchNorm(Module):
+    """Buffers as in PyTorch: ``running_mean``, ``running_var`` and ``num_batches_tracked`` (a 0-d int64 count of
+    the training-mode batches seen; PyTorch's state dicts, torchvision's published weights among them, hold it).
+    A state dict saved before minires tracked it loads all the same: the count then stays as it is."""
     expected_ndim = None
+    optional_state = ("num_batches_tracked",)  # load_state_dict does not require these keys
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
         super().__init__()
@@ -69,10 +73,13 @@ class _BatchNorm(Module):
         self.bias = Parameter(numpy.zeros(num_features, dtype=numpy.float32)) if affine else None
         self.register_buffer("running_mean", Tensor(numpy.zeros(num_features, dtype=numpy.float32)))
         self.register_buffer("running_var", Tensor(numpy.ones(num_features, dtype=numpy.float32)))
+        self.register_buffer("num_batches_tracked", Tensor(numpy.array(0, dtype=numpy.int64)))
 
     def forward(self, x):
         if x.ndim != self.expected_ndim:
             raise ValueError(f"{type(self).__name__} expects {self.expected_ndim}-D input, got shape {tuple(x.shape)}")
+        if self.training:
+            self.num_batches_tracked.data += 1  # in place, on the buffer's device: nothing is read back
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             self.training, self.momentum, self.eps)
 

@@ -179,7 +179,7 @@ class Module:
         unexpected or wrongly shaped key raises one RuntimeError that names them, the first
         few of each kind and how many more (PyTorch's error, and its first line)."""
         own = dict(self.named_tensors())
-        missing = [k for k in own if k not in state_dict]
+        missing = [k for k in own if k not in state_dict and k not in self.optional_keys()]
         unexpected = [k for k in state_dict if k not in own]
         wrong_shape = [
             f"{k}: checkpoint {tuple(numpy.shape(state_dict[k]))} vs model {tuple(own[k].shape)}"
@@ -201,6 +201,12 @@ class Module:
                 value = value.data if isinstance(value, Tensor) else value
                 t.data = to_device(numpy.asarray(to_device(value, "cpu"), dtype=t.dtype), t.device).copy()
         return missing, unexpected
+
+    def optional_keys(self):
+        """State-dict keys that ``load_state_dict`` does not require: each module's ``optional_state`` names
+        (batch norm's ``num_batches_tracked``, which older state dicts lack)."""
+        return {f"{prefix}.{name}" if prefix else name
+                for prefix, module in self.named_modules() for name in getattr(module, "optional_state", ())}
 
     # ---- printing --------------------------------------------------------------
     def extra_repr(self):
