@@ -9,9 +9,10 @@ in the original ResNet and F(x) + shortcut(x) in the pre-activation ones. A plai
 blocks have ``shortcut = None``. See ``stages.py``.
 """
 from minires.models.cifar_resnet import (
-    BasicBlock, CifarResNet, ZeroPadShortcut, cifar_resnet, plain_net, resnet20, resnet32, resnet44, resnet56,
-    resnet110,
+    BasicBlock, CifarResNet, ZeroPadShortcut, plain_net, resnet20, resnet32, resnet44, resnet56, resnet110,
 )
+from minires.models.residual_variants import VariantBlock, VariantResNet, cifar_resnet
+from minires.models.highway import HighwayBlock, HighwayNet, highway_net
 from minires.models.preact_resnet import PreActBlock, PreActBottleneck, PreActResNet, preact_resnet, preact_resnet164
 from minires.models.wide_resnet import WideBlock, WideResNet, wide_resnet
 from minires.models.mnist_resnet import mnist_resnet

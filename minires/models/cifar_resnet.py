@@ -98,12 +98,8 @@ class CifarResNet(Module):
         return self.head(self.blocks(self.stem(x)))
 
 
-def cifar_resnet(depth, shortcut="A", width=16, num_classes=10):
-    return CifarResNet(depth, shortcut, width, num_classes)
-
-
 def plain_net(depth, width=16, num_classes=10):
-    """The paper's plain baseline: the same layers as cifar_resnet(depth) without shortcuts."""
+    """The paper's plain baseline: the same layers as CifarResNet(depth) without shortcuts."""
     return CifarResNet(depth, "none", width, num_classes)
 
 
