@@ -16,6 +16,7 @@ One experiment per file:
     degradation.py       He et al. 2015, Fig. 6: plain-56 trains worse than plain-20, ResNet-56 does not
     identity_mapping.py  He et al. 2016, eq. 5: dL/dx_l = dL/dx_L (1 + d/dx_l sum F_i), checked in float64
     lesion.py            Veit et al. 2016: delete one block of a trained network at test time
+    shortcuts.py         He et al. 2016, Table 1 / Fig. 4: every shortcut and BN/ReLU placement, one recipe
 and what they share:
     recipe.py            data, the networks, a walk through a model's parts keeping each block's
                          input, the SGD recipe
@@ -28,6 +29,7 @@ from minires.experiments.degradation import degradation
 from minires.experiments.gradient_norms import gradient_norms
 from minires.experiments.identity_mapping import identity_mapping
 from minires.experiments.lesion import lesion
+from minires.experiments.shortcuts import shortcuts
 
 # The command-line names (python -m minires gradflow NAME) and the functions they run.
 EXPERIMENTS = {
@@ -35,6 +37,7 @@ EXPERIMENTS = {
     "degradation": degradation,
     "identity": identity_mapping,
     "lesion": lesion,
+    "shortcuts": shortcuts,
 }
 
-__all__ = ["gradient_norms", "degradation", "identity_mapping", "lesion", "EXPERIMENTS"]
+__all__ = ["gradient_norms", "degradation", "identity_mapping", "lesion", "shortcuts", "EXPERIMENTS"]

@@ -23,6 +23,7 @@ so the verdict only compares two numbers; it says so.
     claim["verdict"]   # 'holds'
     describe(claim)    # 'holds: the deeper plain net trains worse: every seed of plain-20 ...'
 """
+import math
 import statistics
 
 HOLDS, WITHIN_NOISE, DOES_NOT_HOLD = "holds", "within noise", "does not hold"
@@ -38,8 +39,9 @@ def seeds_from(first, count):
 def spread(values):
     """Mean, min, max and (sample) standard deviation of per-seed values, and the values."""
     values = [float(v) for v in values]
+    finite = all(math.isfinite(v) for v in values)  # a diverged training's loss is infinite: so are mean and std
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+            "std": (statistics.stdev(values) if finite else math.inf) if len(values) > 1 else 0.0, "values": values}
 
 
 def lower(statement, a_name, a_values, b_name, b_values):

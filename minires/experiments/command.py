@@ -10,10 +10,12 @@ from minires.experiments.degradation import PRESETS as DEGRADATION_PRESETS
 from minires.experiments.gradient_norms import PRESETS as NORMS_PRESETS
 from minires.experiments.identity_mapping import PRESETS as IDENTITY_PRESETS
 from minires.experiments.lesion import PRESETS as LESION_PRESETS
+from minires.experiments.recipe import BUILDERS
+from minires.experiments.shortcuts import PRESETS as SHORTCUTS_PRESETS
 from minires.training.dataset_registry import DATASETS
 
 PRESETS = {"norms": NORMS_PRESETS, "degradation": DEGRADATION_PRESETS,
-           "identity": IDENTITY_PRESETS, "lesion": LESION_PRESETS}
+           "identity": IDENTITY_PRESETS, "lesion": LESION_PRESETS, "shortcuts": SHORTCUTS_PRESETS}
 
 DESCRIPTION = """\
 Experiments on how gradients flow through plain and residual networks.
@@ -26,10 +28,13 @@ Experiments on how gradients flow through plain and residual networks.
                gradient through the branches, to rounding error (float64)
   lesion       Veit et al. 2016: delete one block of a trained ResNet / plain net at test time and
                measure the accuracy; the ResNet degrades gracefully, the plain net collapses
+  shortcuts    He et al. 2016, Table 1 and Fig. 4: every shortcut variant (constant scaling, gating, 1x1 conv,
+               dropout) and every BN/ReLU placement trained with one recipe; the identity and full
+               pre-activation train best
 
 Each writes CSV/JSON numbers and PNG figures to --out. Presets: tiny (seconds, for tests),
 laptop (minutes on a 2-core CPU, the bundled MNIST sample), gpu (the papers' CIFAR-10 sizes).
-norms, degradation and lesion train every network with several seeds (--seeds; the preset
+norms, degradation, lesion and shortcuts train every network with several seeds (--seeds; the preset
 says how many) and judge each claim on the seeds' ranges: "holds" (every seed of the one
 network ends below every seed of the other), "within noise" (the ranges overlap: the seeds
 cannot tell the networks apart) or "does not hold" (the other way round)."""
@@ -50,11 +55,23 @@ def add_gradflow_arguments(parser):
     parser.add_argument("--jobs", type=positive_int, default=None,
                         help="trainings run side by side, one process each (default: one per core on the CPU, "
                              "1 on a GPU)")
+    parser.add_argument("--models", default=None, type=network_kinds,
+                        help="norms only: the networks to sweep over the depths, comma-separated, from "
+                             f"{','.join(BUILDERS)} (default plain,resnet)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dataset", default=None, choices=sorted(DATASETS), help="replace the preset's data set")
     parser.add_argument("--data-root", default=None, help="data folder (default $MINIRES_DATA or ~/.cache/minires)")
     parser.add_argument("--download", action="store_true", help="fetch the data set if it is missing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def network_kinds(text):
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in BUILDERS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown network kind(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(BUILDERS)}")
+    return kinds
 
 
 def positive_int(text):
@@ -114,8 +131,17 @@ def summarize_lesion(result):
     yield from summarize_claims(result)
 
 
+def summarize_shortcuts(result):
+    yield seeds_line(result)
+    for name, final in result["final"].items():
+        yield (f"{name:>21}: final training loss {over_seeds(final['train_loss'])}, training error "
+               f"{over_seeds(final['train_error'])}, test error {over_seeds(final['test_error'])} "
+               f"({final['seconds']:.0f} s of training)")
+    yield from summarize_claims(result)
+
+
 SUMMARIES = {"norms": summarize_norms, "degradation": summarize_degradation,
-             "identity": summarize_identity, "lesion": summarize_lesion}
+             "identity": summarize_identity, "lesion": summarize_lesion, "shortcuts": summarize_shortcuts}
 
 
 def run(args, out=print):
@@ -125,6 +151,10 @@ def run(args, out=print):
     for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
         if value is not None and not trains_over_seeds:
             raise ValueError(f"{args.experiment} takes no {flag}: it trains no networks over seeds")
+    if args.models is not None:
+        if "kinds" not in PRESETS[args.experiment][args.preset]:
+            raise ValueError(f"{args.experiment} takes no --models: only norms sweeps a choice of networks")
+        overrides["kinds"] = args.models
     if trains_over_seeds:
         overrides["jobs"] = default_jobs(args.device) if args.jobs is None else args.jobs
         if args.seeds is not None:

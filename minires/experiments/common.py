@@ -12,6 +12,7 @@ remains.
 """
 import csv
 import json
+import math
 import multiprocessing
 import os
 
@@ -105,11 +106,23 @@ def output_path(out, filename):
 
 
 def write_json(out, filename, value):
+    """Strict JSON, which has no infinity or NaN: a non-finite number (a diverged training's loss) is written null."""
     path = output_path(out, filename)
     if path is not None:
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2)
+            json.dump(finite_or_null(value), f, indent=2, allow_nan=False)
     return path
+
+
+def finite_or_null(value):
+    """``value`` with every float that is infinite or NaN replaced by None, in nested dicts, lists and tuples."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
 
 
 def write_csv(out, filename, rows):

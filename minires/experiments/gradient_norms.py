@@ -36,19 +36,21 @@ from minires.experiments.common import (
     write_json,
 )
 from minires.experiments.recipe import (
-    NETWORK_KINDS, BlockWatch, build_network, endless_batches, load_data, network_name, sgd_with_steps,
+    BUILDERS, NETWORK_KINDS, BlockWatch, build_network, endless_batches, load_data, network_name, sgd_with_steps,
 )
 from minires.nn import Conv2d
 from minires.training import train_steps
 
 PRESETS = {
     "tiny": dict(dataset="mnist_sample", train_size=256, depths=(8, 56), width=2, batch_size=16,
-                 iterations=2, record_every=1, lr=0.1, weight_decay=1e-4, milestones=(), augment=False, seeds=2),
+                 iterations=2, record_every=1, lr=0.1, weight_decay=1e-4, milestones=(), augment=False, seeds=2,
+                 kinds=NETWORK_KINDS),
     "laptop": dict(dataset="mnist_sample", train_size=None, depths=(8, 20, 56, 110), width=4, batch_size=32,
                    iterations=100, record_every=10, lr=0.1, weight_decay=1e-4, milestones=(), augment=False,
-                   seeds=3),
+                   seeds=3, kinds=NETWORK_KINDS),
     "gpu": dict(dataset="cifar10", train_size=None, depths=(8, 20, 56, 110), width=16, batch_size=128,
-                iterations=500, record_every=50, lr=0.1, weight_decay=1e-4, milestones=(), augment=True, seeds=3),
+                iterations=500, record_every=50, lr=0.1, weight_decay=1e-4, milestones=(), augment=True, seeds=3,
+                kinds=NETWORK_KINDS),
 }
 
 
@@ -113,13 +115,16 @@ def csv_rows(networks):
     return rows
 
 
+LINE_STYLES = {"resnet": "-", "plain": "--", "highway": ":", "densenet": "-."}
+
+
 def line_style(record, depths):
-    """Colour by depth (tab10: distinct, and dark enough on white), solid for residual and dashed
-    for plain networks."""
+    """Colour by depth (tab10: distinct, and dark enough on white); solid for residual, dashed for plain,
+    dotted for highway and dash-dotted for dense networks."""
     import matplotlib
 
     colour = matplotlib.colormaps["tab10"](depths.index(record["depth"]) % 10)
-    return {"color": colour, "linestyle": "-" if record["kind"] == "resnet" else "--", "linewidth": 1.4}
+    return {"color": colour, "linestyle": LINE_STYLES[record["kind"]], "linewidth": 1.4}
 
 
 def plot_at_initialisation(networks, settings, out):
@@ -161,18 +166,23 @@ def distance_from_one(ratio):
 
 
 def norms_claims(summaries, settings):
-    """At the deepest depth: the ResNet's first-to-last ratio lies closer to 1 than the plain net's,
-    at initialisation and at the end, over the seeds (in powers of ten)."""
-    deep = max(settings["depths"])
+    """At the deepest depth: the first-to-last ratio of every network with shortcuts (resnet, and highway or
+    densenet when swept) lies closer to 1 than the plain net's, at initialisation and at the end, over the
+    seeds (in powers of ten). No claim without a plain network to compare with."""
+    deep, kinds = max(settings["depths"]), settings["kinds"]
     claims = {}
+    if "plain" not in kinds:
+        return claims
     for when, key in (("at initialisation", "block_input_first_to_last_at_init"),
                       ("after training", "block_input_first_to_last_at_end")):
         distances = {kind: [distance_from_one(summary[network_name(kind, deep)][key]) for summary in summaries]
-                     for kind in NETWORK_KINDS}
-        claims[f"resnet_closer_to_one_{'at_init' if when.startswith('at') else 'at_end'}"] = lower(
-            f"{when}, ||dL/dx_0|| / ||dL/dx_L|| of resnet-{deep} lies closer to 1 than plain-{deep}'s "
-            f"(|log10 ratio|)",
-            f"resnet-{deep}", distances["resnet"], f"plain-{deep}", distances["plain"])
+                     for kind in kinds}
+        for kind in kinds:
+            if kind != "plain":
+                claims[f"{kind}_closer_to_one_{'at_init' if when.startswith('at') else 'at_end'}"] = lower(
+                    f"{when}, ||dL/dx_0|| / ||dL/dx_L|| of {kind}-{deep} lies closer to 1 than plain-{deep}'s "
+                    f"(|log10 ratio|)",
+                    f"{kind}-{deep}", distances[kind], f"plain-{deep}", distances["plain"])
     return claims
 
 
@@ -195,12 +205,16 @@ def gradient_norms(preset="laptop", out=None, seed=0, device="cpu", data_root=No
     ratio's per-seed values, mean, min and max) and "claims".
     """
     settings = choose_settings(PRESETS, preset, overrides)
+    unknown = sorted(set(settings["kinds"]) - set(BUILDERS))
+    if unknown or not settings["kinds"]:
+        raise ValueError(f"unknown network kind(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from: {', '.join(BUILDERS)}")
     seeds = seeds_from(seed, settings["seeds"])
     device = start(seed, device)
     began = time.perf_counter()
     train_set, _ = load_data(settings["dataset"], data_root, download, settings["train_size"], None, seed)
     trainings = [(kind, depth, run_seed)
-                 for run_seed in seeds for depth in settings["depths"] for kind in NETWORK_KINDS]
+                 for run_seed in seeds for depth in settings["depths"] for kind in settings["kinds"]]
     records = in_parallel(measure_network, [(kind, depth, settings, train_set, run_seed, device,
                                              progress if jobs <= 1 else False)
                                             for kind, depth, run_seed in trainings], jobs, progress)

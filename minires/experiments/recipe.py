@@ -1,7 +1,9 @@
 """Data, networks and the short SGD recipe that the gradient-flow experiments share.
 
 Networks are the CIFAR ResNets of He et al. 2015 (``CifarResNet``): "resnet"
-with option-A shortcuts, or "plain", the same layers with no shortcut at all.
+with option-A shortcuts, or "plain", the same layers with no shortcut at all; the
+gradient-norm sweep can add "highway" (Srivastava et al. 2015, the same layout with
+gated shortcuts) and "densenet" (Huang et al. 2017, as many 3x3 convolutions).
 The experiments often need to look *between* blocks: at every block's input x_l
 and at the gradient dL/dx_l arriving there. ``BlockWatch`` gets both from module
 hooks (a forward hook and a full backward hook on each block, as one would in
@@ -11,11 +13,29 @@ PyTorch), so the forward pass stays ``model(images)``. Training goes through
 import numpy
 
 from minires import data, optim
-from minires.models import CifarResNet
+from minires.models import CifarResNet, HighwayNet
 from minires.training.augmentation import make_transforms
 from minires.training.dataset_registry import load_datasets
 
-NETWORK_KINDS = {"plain": "none", "resnet": "A"}  # kind -> CifarResNet shortcut option
+NETWORK_KINDS = ("plain", "resnet")  # the two networks every experiment compares
+
+
+def densenet_like(depth, width, num_classes, in_channels):
+    """The DenseNet with as many 3x3 convolutions as a ResNet of ``depth`` (6n+2: 2n per stage): 2n dense
+    layers per block (DenseNet depth 6n+4, counting the first conv, the two transitions and the classifier),
+    growth rate ``width``."""
+    from minires.models.densenet import DenseNet  # INTEGRATION: move to the top once registered
+
+    return DenseNet(depth + 2, growth_rate=width, num_classes=num_classes, in_channels=in_channels)
+
+
+# kind -> builder(depth, width, num_classes, in_channels)
+BUILDERS = {
+    "plain": lambda depth, width, k, c: CifarResNet(depth, "none", width, k, c),
+    "resnet": lambda depth, width, k, c: CifarResNet(depth, "A", width, k, c),
+    "highway": lambda depth, width, k, c: HighwayNet(depth, width, k, c),
+    "densenet": densenet_like,
+}
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -55,11 +75,11 @@ def held_out_batches(test_set, train_set, batch_size=500):
 # ---- networks ----------------------------------------------------------------------------
 
 def build_network(kind, depth, width, dataset_like, device="cpu"):
-    """A "plain" or "resnet" CifarResNet shaped for the images and classes of ``dataset_like``."""
-    if kind not in NETWORK_KINDS:
-        raise ValueError(f"unknown network kind {kind!r}; choose one of: {', '.join(NETWORK_KINDS)}")
+    """A network of ``kind`` (a key of BUILDERS) shaped for the images and classes of ``dataset_like``."""
+    if kind not in BUILDERS:
+        raise ValueError(f"unknown network kind {kind!r}; choose one of: {', '.join(BUILDERS)}")
     in_channels, num_classes = dataset_like.images.shape[1], len(dataset_like.classes)
-    return CifarResNet(depth, NETWORK_KINDS[kind], width, num_classes, in_channels).to(device)
+    return BUILDERS[kind](depth, width, num_classes, in_channels).to(device)
 
 
 def network_name(kind, depth):
