@@ -17,6 +17,7 @@ from minires.factories import (
 from minires import functional
 from minires.gradcheck import gradcheck, GradcheckError
 from minires.serialization import save, load
+from minires.summary import summary
 from minires.random import manual_seed
 from minires.backends import cuda_status
 
@@ -33,7 +34,7 @@ __all__ = [
     "abs", "sqrt", "clamp", "where", "min", "amax", "amin", "var", "std", "sigmoid", "tanh", "softmax", "log_softmax",
     "zeros", "ones", "full", "arange", "eye", "randn", "rand",
     "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
-    "gradcheck", "GradcheckError", "manual_seed", "cuda_is_available", "cuda_status", "save", "load",
+    "gradcheck", "GradcheckError", "manual_seed", "cuda_is_available", "cuda_status", "save", "load", "summary",
     "functional", *_LAZY_SUBMODULES,
 ]
 

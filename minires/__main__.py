@@ -1,4 +1,4 @@
-"""Command line: ``python -m minires {train,evaluate,check,gradflow,doctor}``.
+"""Command line: ``python -m minires {train,evaluate,check,gradflow,compare,doctor}``.
 
 With no arguments, ``python -m minires train`` trains the small MNIST ResNet on the
 bundled MNIST sample, offline.
@@ -17,6 +17,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
 
     from minires.experiments.command import add_gradflow_arguments
+    from minires.experiments.compare import add_compare_arguments
     from minires.training.evaluate_command import add_evaluate_arguments
     from minires.training.train_command import add_train_arguments
 
@@ -25,7 +26,9 @@ def main(argv=None):
     check = commands.add_parser("check", help="gradient-check every op and print a table")
     check.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
     add_gradflow_arguments(commands.add_parser(
-        "gradflow", help="gradient-flow experiments: norms, degradation, identity, lesion"))
+        "gradflow", help="gradient-flow experiments: norms, degradation, identity, lesion, shortcuts"))
+    add_compare_arguments(commands.add_parser(
+        "compare", help="train several models with one recipe: parameters, MACs, step time, memory, accuracy"))
     commands.add_parser("doctor", help="what minires sees here (NumPy, BLAS, CuPy, GPUs) and whether our kernels compile")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -47,6 +50,10 @@ def main(argv=None):
             from minires.experiments import command as gradflow_command
 
             return gradflow_command.run(args)
+        if args.command == "compare":
+            from minires.experiments import compare
+
+            return compare.run(args)
         from minires.training import evaluate_command
 
         return evaluate_command.run(args)

@@ -17,6 +17,7 @@ One experiment per file:
     identity_mapping.py  He et al. 2016, eq. 5: dL/dx_l = dL/dx_L (1 + d/dx_l sum F_i), checked in float64
     lesion.py            Veit et al. 2016: delete one block of a trained network at test time
     shortcuts.py         He et al. 2016, Table 1 / Fig. 4: every shortcut and BN/ReLU placement, one recipe
+    compare.py           python -m minires compare: several models, one recipe, their costs side by side
 and what they share:
     recipe.py            data, the networks, a walk through a model's parts keeping each block's
                          input, the SGD recipe

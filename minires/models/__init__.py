@@ -13,6 +13,7 @@ from minires.models.cifar_resnet import (
 )
 from minires.models.residual_variants import VariantBlock, VariantResNet, cifar_resnet
 from minires.models.highway import HighwayBlock, HighwayNet, highway_net
+from minires.models.spp_resnet import SppResNet, spp_resnet, spp_resnet20
 from minires.models.preact_resnet import PreActBlock, PreActBottleneck, PreActResNet, preact_resnet, preact_resnet164
 from minires.models.wide_resnet import WideBlock, WideResNet, wide_resnet
 from minires.models.mnist_resnet import mnist_resnet
@@ -29,6 +30,9 @@ REGISTRY = {
     "wrn16_4": lambda c, k: WideResNet(16, 4, 0.0, k, c),
     "wrn28_10": lambda c, k: WideResNet(28, 10, 0.3, k, c),
     "mnist_resnet": lambda c, k: mnist_resnet(num_classes=k, in_channels=c),
+    "highway20": lambda c, k: HighwayNet(20, 16, k, c),
+    "highway56": lambda c, k: HighwayNet(56, 16, k, c),
+    "spp_resnet20": lambda c, k: spp_resnet20(num_classes=k, in_channels=c),
 }
 
 

@@ -8,6 +8,7 @@ from minires.nn.layers import (
 from minires.nn.activations import LogSoftmax, Sigmoid, Softmax, Tanh
 from minires.nn.containers import ModuleDict, ModuleList
 from minires.nn.losses import CrossEntropyLoss, MSELoss
+from minires.nn.pyramid import SpatialPyramidPool2d
 from minires.nn import init
 from minires import functional
 
@@ -15,4 +16,5 @@ __all__ = [
     "Module", "Parameter", "Conv2d", "BatchNorm1d", "BatchNorm2d", "Linear", "ReLU", "MaxPool2d",
     "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool2d", "Dropout", "Flatten", "Identity", "Sequential", "init", "functional",
     "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ModuleList", "ModuleDict", "CrossEntropyLoss", "MSELoss",
+    "SpatialPyramidPool2d",
 ]
