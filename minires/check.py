@@ -70,6 +70,7 @@ def _cases(rng):
     yield "flatten", lambda a: a.flatten(1), [t(2, 3, 4)]
     yield "getitem (repeated index)", lambda a: a[numpy.array([0, 2, 0]), 1:], [t(3, 4)]
     yield "concatenate", lambda a, b: minires.concatenate([a, b], axis=1), [t(2, 3), t(2, 2)]
+    yield "cat (4-D, dim 1: channel concat)", lambda a, b, c: minires.cat([a, b, c], dim=1), [t(2, 3, 4, 5), t(2, 1, 4, 5), t(2, 2, 4, 5)]
     yield "pad", lambda a: F.pad(a, (2, 1, 1, 0)), [t(2, 3)]
     for stride in (1, 2):
         for padding in (0, 1):
@@ -83,6 +84,7 @@ def _cases(rng):
     yield "relu", F.relu, [t(3, 4, 5, low=0.1)]
     yield "sigmoid", F.sigmoid, [t(3, 4, 5)]
     yield "tanh", F.tanh, [t(3, 4, 5)]
+    yield "channel_scale (SE scale)", F.channel_scale, [t(2, 3, 4, 5), t(2, 3)]
     for dim in (0, 1, -1):
         yield f"softmax (dim {dim})", lambda x, d=dim: F.softmax(x, d), [t(2, 3, 4)]
         yield f"log_softmax (dim {dim})", lambda x, d=dim: F.log_softmax(x, d), [t(2, 3, 4)]
@@ -92,6 +94,8 @@ def _cases(rng):
     yield "global_avg_pool2d", F.global_avg_pool2d, [t(2, 3, 4, 5)]
     yield "adaptive_avg_pool2d 7x5 -> 3x2", lambda x: F.adaptive_avg_pool2d(x, (3, 2)), [t(2, 3, 7, 5)]
     yield "adaptive_max_pool2d 7x5 -> 3x2", lambda x: F.adaptive_max_pool2d(x, (3, 2)), [distinct(2, 3, 7, 5)]
+    yield "adaptive_avg_pool2d 3x4 -> 5x6", lambda x: F.adaptive_avg_pool2d(x, (5, 6)), [t(2, 3, 3, 4)]
+    yield "adaptive_max_pool2d 3x4 -> 5x6", lambda x: F.adaptive_max_pool2d(x, (5, 6)), [distinct(2, 3, 3, 4)]
     yield "linear", F.linear, [t(4, 5), t(3, 5), t(3)]
     yield "cross_entropy", lambda z: F.cross_entropy(z, labels), [t(3, 5)]
     yield "cross_entropy (smoothing 0.1)", lambda z: F.cross_entropy(z, labels, label_smoothing=0.1), [t(3, 5)]

@@ -6,6 +6,7 @@
 from minires.ops.activation import relu
 from minires.ops.adaptive_pooling import adaptive_avg_pool2d, adaptive_max_pool2d
 from minires.ops.batch_norm import batch_norm
+from minires.ops.channel_scale import channel_scale
 from minires.ops.conv import conv2d
 from minires.ops.dropout import dropout
 from minires.ops.linear import linear
@@ -32,5 +33,5 @@ __all__ = [
     "conv2d", "batch_norm", "relu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
     "global_avg_pool2d",
     "linear", "dropout", "cross_entropy", "zero_pad_shortcut", "pad",
-    "sigmoid", "tanh", "softmax", "log_softmax",
+    "sigmoid", "tanh", "softmax", "log_softmax", "channel_scale",
 ]

@@ -10,6 +10,8 @@ import minires.functional as F
 from minires import nn
 
 from backend_tools import assert_close, cases_on_backends, float32_exact
+from kernel_instruments import DeviceArray, to_stand_in_device
+from minires.backends.emulator import emulate_kernels, emulator_status
 import reference as ref
 
 # (N, C, H, W, output_size)
@@ -120,3 +122,69 @@ def test_matches_pytorch(pool, case):
     y_torch.backward(torch.tensor(upstream))
     np.testing.assert_allclose(y.numpy(), y_torch.detach().numpy(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# ---- the kernel path: ties, many bins per pixel, the saved winners, no read-back -----------------
+
+TIE_CASES = [(1, 2, 5, 5, 3), (2, 1, 4, 6, (3, 4)), (1, 1, 3, 4, (5, 6))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@cases_on_backends("case", TIE_CASES, emulated=TIE_CASES, ids=case_id)
+def test_ties_go_to_the_first_maximum_of_a_bin(backend, case, dtype):
+    # Few distinct values, so most bins hold several equal maxima; the first (row by row) wins them.
+    x = np.random.default_rng(5).integers(0, 3, size=case[:4]).astype(np.float64)
+    upstream = float32_exact(np.random.default_rng(6).standard_normal(case[:2] + output_size(case)))
+    tx = backend.tensor(x.astype(dtype), requires_grad=True)
+    y = F.adaptive_max_pool2d(tx, case[4])
+    y.backward(backend.array(upstream.astype(dtype)))
+    assert_close(y, ref.adaptive_pool2d(x, output_size(case), np.max), dtype)
+    assert_close(tx.grad, ref.adaptive_pool2d_backward(x, upstream, "max"), dtype, grad=True)
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+@cases_on_backends("case", CASES[3:4], emulated=CASES[3:4], ids=case_id)
+def test_more_bins_than_pixels_on_every_path(backend, case, pool):
+    # 3x4 pooled to 5x6: up to three bins cover a row, so the backward gathers from up to nine bins
+    x = distinct_values(case[:4], seed=7)
+    upstream = float32_exact(np.random.default_rng(8).standard_normal(case[:2] + output_size(case)))
+    tx = backend.tensor(x, requires_grad=True)
+    y = POOLS[pool][0](tx, case[4])
+    y.backward(backend.array(upstream))
+    assert_close(y, ref.adaptive_pool2d(x, output_size(case), POOLS[pool][1]), np.float64)
+    assert_close(tx.grad, ref.adaptive_pool2d_backward(x, upstream, pool), np.float64, grad=True)
+
+
+@pytest.mark.skipif(not emulator_status()[0], reason=emulator_status()[1])
+def test_both_paths_save_the_same_winners():
+    from minires.ops.adaptive_pooling import AdaptiveMaxPool2dFunction
+    x = np.random.default_rng(9).integers(0, 4, size=(2, 3, 7, 5)).astype(np.float64)  # with ties
+    saved = []
+    for kernels in (False, True):
+        op = AdaptiveMaxPool2dFunction((3, 2))
+        if kernels:
+            with emulate_kernels():
+                op(minires.tensor(x, requires_grad=True))
+        else:
+            op(minires.tensor(x, requires_grad=True))
+        saved.append(op.saved_tensors[0])
+    np.testing.assert_array_equal(saved[1], saved[0])  # pixel = h * W + w of each bin's winner
+    assert saved[1].dtype == np.int32
+
+
+@pytest.mark.skipif(not emulator_status()[0], reason=emulator_status()[1])
+@pytest.mark.parametrize("pool", sorted(POOLS))
+def test_the_kernel_path_reads_nothing_back(pool):
+    x = to_stand_in_device(distinct_values((1, 2, 5, 4), seed=10))
+    tx = minires.Tensor(x, requires_grad=True)
+    with emulate_kernels():
+        y = POOLS[pool][0](tx, (3, 2))
+        y.backward(to_stand_in_device(np.ones((1, 2, 3, 2))))
+    assert type(y.data) is DeviceArray and type(tx.grad.data) is DeviceArray
+    assert_close(np.asarray(y.data), ref.adaptive_pool2d(np.asarray(x), (3, 2), POOLS[pool][1]), np.float64)
+
+
+@pytest.mark.parametrize("op", [F.adaptive_avg_pool2d, F.adaptive_max_pool2d])
+def test_an_input_without_pixels_gets_a_clear_error(backend, op):
+    with pytest.raises(ValueError, match=r"height and width must be at least 1 .*got shape \(1, 2, 0, 4\)"):
+        op(backend.tensor(np.zeros((1, 2, 0, 4))), 2)

@@ -16,11 +16,17 @@ products of a row bin and a column bin.
 * **Max** pooling gathers each bin's values into a window of the largest bin size (a smaller
   bin repeats its last row or column, which cannot change a maximum) and takes the max.
 
-Neither has a kernel of its own: they are not in a model's hot path, so one implementation
-on the input's array module (NumPy or CuPy) serves both.
+Both also have CUDA kernels (``kernels/adaptive_pooling.cu``), now that spatial pyramid
+pooling and Squeeze-and-Excitation put them inside the network: one thread per output for
+forward, and for backward one thread per input pixel that gathers from the bins covering it
+(no atomics even where bins overlap). For a pixel at row h the covering bins are
+i = floor(h * OH / H) ... floor(((h + 1) * OH - 1) / H), derived in the .cu file.
 """
 import math
 
+import numpy
+
+from minires.backends.cuda import adaptive_pooling as adaptive_pooling_kernels
 from minires.engine.function import Function
 from minires.ops.validate import require_float, require_ndim
 
@@ -48,33 +54,46 @@ def window_indices(xp, length, out_length):
 
 
 class AdaptiveAvgPool2dFunction(Function):
+    """The NumPy path saves the averaging matrices A_h and A_w; the kernel path computes each
+    bin's edges itself and saves nothing. Both keep the input's shape."""
+
     def __init__(self, output_size):
         self.output_size = output_size
 
-    def forward(self, x):
-        xp = self.xp(x)
+    def forward_numpy(self, x):
         H, W = x.shape[2:]
-        A_h = averaging_matrix(xp, H, self.output_size[0], x.dtype)
-        A_w = averaging_matrix(xp, W, self.output_size[1], x.dtype)
+        self.x_shape = x.shape
+        A_h = averaging_matrix(numpy, H, self.output_size[0], x.dtype)
+        A_w = averaging_matrix(numpy, W, self.output_size[1], x.dtype)
         self.save_for_backward(A_h, A_w)
         return A_h @ x @ A_w.T  # (OH, H) @ (N, C, H, W) @ (W, OW) -> (N, C, OH, OW)
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # y = A_h x A_w^T is linear in x, so dL/dx = A_h^T (dL/dy) A_w: each output's gradient is
         # shared equally by the pixels of its bin, and a pixel in two bins gets both shares.
         A_h, A_w = self.saved_tensors
         return A_h.T @ grad @ A_w
 
+    def forward_kernels(self, x):  # one thread per output averages its bin
+        self.x_shape = x.shape
+        return adaptive_pooling_kernels.adaptive_avg_pool_forward(x, self.output_size)
+
+    def backward_kernels(self, grad):  # the same gradient: one thread per input pixel gathers its shares
+        return adaptive_pooling_kernels.adaptive_avg_pool_backward(grad, self.x_shape)
+
 
 class AdaptiveMaxPool2dFunction(Function):
+    """Both paths save ``pixel``: for each output, where its winner sits in its image, as the
+    index h * W + w (int64 on the NumPy path, int32 on the kernel path; the same values).
+    The first of equal maxima wins."""
+
     def __init__(self, output_size):
         self.output_size = output_size
 
-    def forward(self, x):
-        xp = self.xp(x)
+    def forward_numpy(self, x):
         N, C, H, W = x.shape
         OH, OW = self.output_size
-        rows, cols = window_indices(xp, H, OH), window_indices(xp, W, OW)  # (OH, kh), (OW, kw)
+        rows, cols = window_indices(numpy, H, OH), window_indices(numpy, W, OW)  # (OH, kh), (OW, kw)
         kh, kw = rows.shape[1], cols.shape[1]
         # windows[n, c, i, a, j, b] = x[n, c, rows[i, a], cols[j, b]]
         windows = x[:, :, rows[:, :, None, None], cols[None, None, :, :]]
@@ -82,28 +101,40 @@ class AdaptiveMaxPool2dFunction(Function):
         y = windows.max(axis=-1)
         winner = windows.argmax(axis=-1)  # a = winner // kw, b = winner % kw; the first of equal maxima wins
         # Where each winner sits in its image, as the pixel index h * W + w (broadcast to (N, C, OH, OW)).
-        h = rows[xp.arange(OH)[:, None], winner // kw]
-        w = cols[xp.arange(OW), winner % kw]
+        h = rows[numpy.arange(OH)[:, None], winner // kw]
+        w = cols[numpy.arange(OW), winner % kw]
         self.save_for_backward(h * W + w)
         self.x_shape = x.shape
         return y
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # y = x[winner]: each output's gradient goes to its winning pixel; a pixel that wins
         # several (overlapping) bins collects all their gradients, summed by bincount.
         (pixel,) = self.saved_tensors
-        xp = self.xp(grad)
         N, C, H, W = self.x_shape
-        image = xp.arange(N * C).reshape(N, C, 1, 1)  # which (n, c) image each output belongs to
+        image = numpy.arange(N * C).reshape(N, C, 1, 1)  # which (n, c) image each output belongs to
         flat = (image * (H * W) + pixel).ravel()
-        grad_x = xp.bincount(flat, weights=grad.ravel(), minlength=N * C * H * W)
+        grad_x = numpy.bincount(flat, weights=grad.ravel(), minlength=N * C * H * W)
         return grad_x.astype(grad.dtype).reshape(self.x_shape)
+
+    def forward_kernels(self, x):  # one thread per output scans its bin
+        self.x_shape = x.shape
+        y, pixel = adaptive_pooling_kernels.adaptive_max_pool_forward(x, self.output_size)
+        self.save_for_backward(pixel)
+        return y
+
+    def backward_kernels(self, grad):  # the same gradient: one thread per input pixel gathers from the bins it won
+        (pixel,) = self.saved_tensors
+        return adaptive_pooling_kernels.adaptive_max_pool_backward(grad, pixel, self.x_shape)
 
 
 def _output_size(op, x, output_size):
     """(OH, OW) from an int, a pair, or a pair with None (keep that dimension's size)."""
     require_ndim(op, "input", x, 4)
     require_float(op, "input", x)
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{op}: the input's height and width must be at least 1 (every bin needs a pixel), "
+                         f"got shape {tuple(x.shape)}")
     sizes = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else tuple(output_size)
     if len(sizes) != 2:
         raise ValueError(f"{op}: output_size must be an int or a pair (OH, OW), got {output_size!r}")

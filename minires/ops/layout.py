@@ -8,9 +8,11 @@ on as an (N, C, H, W) *view* (a transpose, no copy), and so does every op after 
     tensor  (N, C, H, W):   the same memory read with strides (H*W, N*H*W, W, 1)
 
 The ops that make a new activation-sized array (the option-A shortcut, global
-pooling's backward) make it channel-major too, because an elementwise op on two
-arrays of different layouts makes NumPy walk one of them with large strides, several
-times slower; and batch norm's per-channel sums are then sums over contiguous rows.
+pooling's backward, channel concatenation) make it channel-major too, because an
+elementwise op on two arrays of different layouts makes NumPy walk one of them with
+large strides, several times slower; and batch norm's per-channel sums are then sums
+over contiguous rows. In channel-major memory a range of channels is one contiguous
+block, so concatenation along the channels is one block copy per input.
 """
 import numpy
 
@@ -18,6 +20,12 @@ import numpy
 def is_channel_major(a):
     """Whether the 4-D array a is an (N, C, H, W) view of dense (C, N, H, W) memory."""
     return a.ndim == 4 and a.transpose(1, 0, 2, 3).flags.c_contiguous
+
+
+def channel_major_empty(shape, dtype):
+    """An uninitialised array of shape (N, C, H, W), stored channel-major."""
+    N, C, H, W = shape
+    return numpy.empty((C, N, H, W), dtype=dtype).transpose(1, 0, 2, 3)
 
 
 def channel_major_zeros(shape, dtype):

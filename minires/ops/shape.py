@@ -8,6 +8,7 @@ import numpy
 from minires.backends import device_of, normalize_device, to_device
 from minires.engine.function import Function
 from minires.engine.tensor import Tensor, as_tensor
+from minires.ops.concat import channel_concat
 
 
 class Reshape(Function):
@@ -169,10 +170,22 @@ def getitem(x, key):
 
 
 def concatenate(tensors, axis=0):
+    """Join tensors along ``axis``. 4-D floating-point tensors along the channel axis (1 or -3), a
+    DenseNet's hot path, go to :class:`minires.ops.concat.ChannelConcat`, which keeps the NumPy
+    path's channel-major layout and whose backward hands out views; everything else to Concatenate."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate needs at least one tensor")
+    if _is_channel_concat(tensors, axis):
+        return channel_concat(tensors, op="cat")
     return Concatenate(axis)(*tensors)
+
+
+def _is_channel_concat(tensors, axis):
+    """Whether this is a concatenation of 4-D floating-point tensors along dim 1 (or -3)."""
+    if isinstance(axis, bool) or axis not in (1, -3):
+        return False
+    return all(t.ndim == 4 for t in tensors) and all(t.dtype.kind == "f" for t in tensors)
 
 
 def cat(tensors, dim=0):

@@ -1,7 +1,10 @@
 """The smooth activations: sigmoid, tanh, softmax and log_softmax.
 
-They have no CUDA kernels of their own: each writes one ``forward``/``backward``
-pair on whatever array module its input uses (``self.xp(array)``: NumPy or CuPy).
+Sigmoid, the gate of Squeeze-and-Excitation and Highway networks, has CUDA kernels of
+its own (``kernels/sigmoid.cu``), so it writes both paths, ``forward_numpy``/
+``backward_numpy`` and ``forward_kernels``/``backward_kernels``, with the same formula.
+tanh, softmax and log_softmax have none: each writes one ``forward``/``backward`` pair on
+whatever array module its input uses (``self.xp(array)``: NumPy or CuPy).
 Each saves its *output* y, as ReLU does: every gradient here is a function of y
 alone, and the next layer keeps y alive anyway, so saving it costs no memory.
 
@@ -12,6 +15,9 @@ Stability: exp overflows float64 above x ~ 709 (float32 above ~ 88), so
   nothing, since softmax(x - c) = softmax(x) for any constant c, and afterwards
   every exponent is <= 0 with at least one equal to 0, so the sum is >= 1.
 """
+import numpy
+
+from minires.backends.cuda import sigmoid as sigmoid_kernels
 from minires.engine.function import Function
 from minires.ops.validate import require_float
 
@@ -49,21 +55,31 @@ def softmax_array(x, axis):
 
 
 class SigmoidFunction(Function):
-    def forward(self, x):
+    """Both paths save the output y."""
+
+    def forward_numpy(self, x):
         # 1 / (1 + e^-x) overflows e^-x for x << 0, so use e = e^-|x| in [0, 1] and
         # write sigmoid for x < 0 as e^x / (1 + e^x) = e / (1 + e). At x = +-inf, e = 0
         # and y is exactly 1 or 0, as PyTorch gives.
-        xp = self.xp(x)
-        e = xp.exp(-xp.abs(x))
-        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        e = numpy.exp(-numpy.abs(x))
+        y = numpy.where(x >= 0, 1 / (1 + e), e / (1 + e))
         self.save_for_backward(y)
         return y
 
-    def backward(self, grad):
+    def backward_numpy(self, grad):
         # y = 1 / (1 + e^-x): dy/dx = e^-x / (1 + e^-x)^2 = y * (1 - y),
         # because 1 - y = e^-x / (1 + e^-x).
         (y,) = self.saved_tensors
         return grad * (y * (1 - y))
+
+    def forward_kernels(self, x):  # kernels/sigmoid.cu, one thread per element, the same formula
+        y = sigmoid_kernels.sigmoid_forward(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward_kernels(self, grad):  # the same gradient, g * y * (1 - y)
+        (y,) = self.saved_tensors
+        return sigmoid_kernels.sigmoid_backward(y, grad)
 
 
 class TanhFunction(Function):
