@@ -1,11 +1,10 @@
 """``python -m minires gradflow EXPERIMENT``: run one gradient-flow experiment from the shell
 and print a short summary of its numbers (all of them are in the output folder)."""
 import argparse
-import os
 
 from minires.experiments import EXPERIMENTS
 from minires.experiments.claims import describe
-from minires.experiments.common import default_jobs, describe_presets
+from minires.experiments.common import default_jobs, describe_presets, fresh_output_folder
 from minires.experiments.degradation import PRESETS as DEGRADATION_PRESETS
 from minires.experiments.gradient_norms import PRESETS as NORMS_PRESETS
 from minires.experiments.identity_mapping import PRESETS as IDENTITY_PRESETS
@@ -47,7 +46,8 @@ def add_gradflow_arguments(parser):
         f"{name}\n{describe_presets(presets)}" for name, presets in PRESETS.items())
     parser.add_argument("experiment", choices=list(EXPERIMENTS), help="which experiment to run")
     parser.add_argument("--preset", default="laptop", choices=["tiny", "laptop", "gpu"], help="default %(default)s")
-    parser.add_argument("--out", default=None, help="output folder (default runs/gradflow-EXPERIMENT-PRESET)")
+    parser.add_argument("--out", default=None, help="output folder, one that holds no earlier run (default runs/gradflow-EXPERIMENT-PRESET, "
+                             "then -2, -3, ...)")
     parser.add_argument("--seed", type=int, default=0, help="first seed for weights and batch order (default 0)")
     parser.add_argument("--seeds", type=positive_int, default=None,
                         help="how many seeds (--seed, --seed + 1, ...) to train each network with "
@@ -145,7 +145,7 @@ SUMMARIES = {"norms": summarize_norms, "degradation": summarize_degradation,
 
 
 def run(args, out=print):
-    folder = args.out or os.path.join("runs", f"gradflow-{args.experiment}-{args.preset}")
+    folder = fresh_output_folder(args.out, f"gradflow-{args.experiment}-{args.preset}")  # never an earlier run's
     overrides = {} if args.dataset is None else {"dataset": args.dataset}
     trains_over_seeds = "seeds" in PRESETS[args.experiment][args.preset]  # norms, degradation, lesion
     for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):

@@ -97,6 +97,28 @@ def l2_norm(values):
 
 # ---- output files ---------------------------------------------------------------------
 
+def fresh_output_folder(out, name):
+    """The folder a command writes into, never one that holds an earlier run: ``out`` if it holds none (else a
+    ValueError), or the first free one of runs/NAME, runs/NAME-2, ...; checked for writing before any training."""
+    from minires.training.train_command import folder_problem, holds_a_run
+
+    if out is not None:
+        if holds_a_run(out):
+            raise ValueError(f"--out {out} already holds a run; choose another --out (or leave it out for "
+                             f"runs/{name}, runs/{name}-2, ...)")
+        folder = out
+    else:
+        base = os.path.join("runs", name)
+        folder, number = base, 1
+        while holds_a_run(folder):
+            number += 1
+            folder = f"{base}-{number}"
+    problem = folder_problem(folder)
+    if problem:
+        raise ValueError(problem)
+    return folder
+
+
 def output_path(out, filename):
     """``out/filename``, creating ``out``; None when ``out`` is None (write nothing)."""
     if out is None:

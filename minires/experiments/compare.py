@@ -42,7 +42,6 @@ Presets:
 import argparse
 import math
 import multiprocessing
-import os
 import statistics
 import sys
 import time
@@ -50,6 +49,7 @@ import time
 import minires
 from minires.backends.cpu_memory import keep_freed_memory, peak_extra_bytes
 from minires.experiments.common import (
+    fresh_output_folder,
     _one_blas_thread, choose_settings, describe_presets, integer_ticks, new_figure, save_figure, start, write_csv,
     write_json,
 )
@@ -57,7 +57,6 @@ from minires.experiments.recipe import endless_batches, held_out_batches, load_d
 from minires.models import REGISTRY, build_model
 from minires.training import evaluate, train_steps
 from minires.training.dataset_registry import DATASETS
-from minires.training.train_command import folder_problem, holds_a_run
 
 PRESETS = {
     "tiny": dict(dataset="mnist_sample", train_size=256, test_size=128, batch_size=16, iterations=8,
@@ -238,26 +237,6 @@ def add_compare_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def choose_folder(out, preset):
-    """The folder to write into: ``out`` if it holds no run, else the first free one of runs/compare-PRESET,
-    runs/compare-PRESET-2, ...; checked for writing before anything is trained."""
-    if out is not None:
-        if holds_a_run(out):
-            raise ValueError(f"--out {out} already holds a run; choose another --out (or leave it out for "
-                             f"runs/compare-{preset}, -2, ...)")
-        folder = out
-    else:
-        base = os.path.join("runs", f"compare-{preset}")
-        folder, number = base, 1
-        while holds_a_run(folder):
-            number += 1
-            folder = f"{base}-{number}"
-    problem = folder_problem(folder)
-    if problem:
-        raise ValueError(problem)
-    return folder
-
-
 def format_table(rows):
     """The rows as a fixed-width text table."""
     header = ("model", "params", "MACs", "step ms", "peak extra MB", "train loss", "test acc")
@@ -279,7 +258,7 @@ def run(args, out=print):
     overrides = {key: value for key, value in (("dataset", args.dataset), ("iterations", args.iterations),
                                                 ("batch_size", args.batch_size)) if value is not None}
     choose_settings(PRESETS, args.preset, overrides)
-    folder = choose_folder(args.out, args.preset)
+    folder = fresh_output_folder(args.out, f"compare-{args.preset}")
     result = compare(args.models, args.preset, out=folder, seed=args.seed, device=args.device,
                      data_root=args.data_root, download=args.download, progress=False if args.quiet else None,
                      jobs=args.jobs, **overrides)
