@@ -9,8 +9,9 @@ write one:
 * An op with no kernels of its own (arithmetic, reductions, shapes) writes
   ``forward(*arrays)`` and ``backward(grad_output)`` once, on whatever array
   module its inputs use (``self.xp(array)``: NumPy or CuPy).
-* An op with CUDA kernels of its own (conv, batch norm, ReLU, pooling, the loss,
-  the option-A shortcut) writes two pairs, side by side in its file:
+* An op with CUDA kernels of its own (conv, batch norm, ReLU, sigmoid, pooling and
+  adaptive pooling, the loss, the option-A shortcut, channel scaling and channel
+  concatenation) writes two pairs, side by side in its file:
   ``forward_numpy``/``backward_numpy``, the NumPy path, and
   ``forward_kernels``/``backward_kernels``, the *kernel path* (our
   ``kernels/*.cu`` through CuPy on a GPU, or through the kernel emulator on
