@@ -1,5 +1,15 @@
-"""The model zoo: CIFAR ResNets and plain nets (He et al. 2015), pre-activation
-ResNets (He et al. 2016), Wide ResNets, and a small ResNet for MNIST.
+"""The model zoo, one family per file:
+
+    cifar_resnet.py       CIFAR ResNets and plain nets (He et al. 2015), shortcut options A, B, C
+    residual_variants.py  the units of He et al. 2016: shortcut kinds (Fig. 2), BN/ReLU placements (Fig. 4)
+    preact_resnet.py      pre-activation ResNets (He et al. 2016)
+    wide_resnet.py        Wide ResNets (Zagoruyko & Komodakis 2016)
+    highway.py            convolutional Highway networks (Srivastava et al. 2015)
+    squeeze_excitation.py SE blocks and SE-ResNets (Hu et al. 2018)
+    densenet.py           DenseNet and DenseNet-BC for CIFAR (Huang et al. 2017)
+    imagenet_resnet.py    ResNet-18 ... 152 for ImageNet, with torchvision's state-dict names
+    spp_resnet.py         a ResNet with a spatial pyramid pooling head (He et al. 2014): any input size
+    mnist_resnet.py       a small ResNet for MNIST
 
 Every model has three parts, and ``model(x)`` is exactly ``model.head(model.blocks(model.stem(x)))``:
 ``stem`` (the layers before the first block), ``blocks`` (index, iterate, or replace one:
@@ -14,9 +24,16 @@ from minires.models.cifar_resnet import (
 from minires.models.residual_variants import VariantBlock, VariantResNet, cifar_resnet
 from minires.models.highway import HighwayBlock, HighwayNet, highway_net
 from minires.models.spp_resnet import SppResNet, spp_resnet, spp_resnet20
+from minires.models.imagenet_resnet import BasicBlock as ImageNetBasicBlock
+from minires.models.imagenet_resnet import Bottleneck, ImageNetResNet, resnet18, resnet34, resnet50, resnet101, resnet152
+from minires.models.squeeze_excitation import (
+    SEBasicBlock, SEBottleneck, SECifarResNet, SqueezeExcitation, se_resnet20, se_resnet50, se_resnet56,
+)
 from minires.models.preact_resnet import PreActBlock, PreActBottleneck, PreActResNet, preact_resnet, preact_resnet164
 from minires.models.wide_resnet import WideBlock, WideResNet, wide_resnet
 from minires.models.mnist_resnet import mnist_resnet
+
+IMAGENET_RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101, 152: resnet152}
 
 # Names accepted by the training command; each builder takes (in_channels, num_classes) from the data set.
 REGISTRY = {
@@ -33,6 +50,13 @@ REGISTRY = {
     "highway20": lambda c, k: HighwayNet(20, 16, k, c),
     "highway56": lambda c, k: HighwayNet(56, 16, k, c),
     "spp_resnet20": lambda c, k: spp_resnet20(num_classes=k, in_channels=c),
+    "se_resnet20": lambda c, k: se_resnet20(num_classes=k, in_channels=c),
+    "se_resnet56": lambda c, k: se_resnet56(num_classes=k, in_channels=c),
+    # The ImageNet layouts (torchvision's names); "_small" is the stem for 28x28 / 32x32 images (3x3, no max-pool).
+    **{f"resnet{d}{suffix}": (lambda d, small: lambda c, k: IMAGENET_RESNETS[d](
+        num_classes=k, in_channels=c, small_input=small))(d, small)
+       for d in (18, 34, 50, 101, 152) for suffix, small in (("", False), ("_small", True))},
+    "se_resnet50": lambda c, k: se_resnet50(num_classes=k, in_channels=c),
 }
 
 

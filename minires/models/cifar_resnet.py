@@ -79,7 +79,10 @@ class BasicBlock(Module):
 
 
 class CifarResNet(Module):
-    def __init__(self, depth=20, shortcut="A", width=16, num_classes=10, in_channels=3):
+    """``block(in_channels, out_channels, stride, shortcut)`` builds each block: ``BasicBlock``, or a subclass
+    of it (the SE block of ``squeeze_excitation.py``)."""
+
+    def __init__(self, depth=20, shortcut="A", width=16, num_classes=10, in_channels=3, block=None):
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
@@ -89,8 +92,9 @@ class CifarResNet(Module):
         self.depth, self.shortcut_option = depth, shortcut
         widths = (width, 2 * width, 4 * width)
         self.stem = Sequential(Conv2d(in_channels, width, 3, padding=1, bias=False), BatchNorm2d(width), ReLU())
+        block = BasicBlock if block is None else block
         self.blocks, channels = make_stages(
-            lambda cin, cout, stride: BasicBlock(cin, cout, stride, shortcut), width, widths, n)
+            lambda cin, cout, stride: block(cin, cout, stride, shortcut), width, widths, n)
         self.head = Sequential(GlobalAvgPool2d(), Linear(channels, num_classes))
         he_init_convolutions(self)
 
