@@ -13,7 +13,7 @@ PyTorch), so the forward pass stays ``model(images)``. Training goes through
 import numpy
 
 from minires import data, optim
-from minires.models import CifarResNet, HighwayNet
+from minires.models import CifarResNet, DenseNet, HighwayNet
 from minires.training.augmentation import make_transforms
 from minires.training.dataset_registry import load_datasets
 
@@ -24,8 +24,6 @@ def densenet_like(depth, width, num_classes, in_channels):
     """The DenseNet with as many 3x3 convolutions as a ResNet of ``depth`` (6n+2: 2n per stage): 2n dense
     layers per block (DenseNet depth 6n+4, counting the first conv, the two transitions and the classifier),
     growth rate ``width``."""
-    from minires.models.densenet import DenseNet  # INTEGRATION: move to the top once registered
-
     return DenseNet(depth + 2, growth_rate=width, num_classes=num_classes, in_channels=in_channels)
 
 

@@ -16,7 +16,8 @@ Every model has three parts, and ``model(x)`` is exactly ``model.head(model.bloc
 ``model.blocks[i] = nn.Identity()``) and ``head`` (the layers after the last block). Every
 residual block has a ``branch`` F and a ``shortcut``; ``block(x)`` is ReLU(F(x) + shortcut(x))
 in the original ResNet and F(x) + shortcut(x) in the pre-activation ones. A plain network's
-blocks have ``shortcut = None``. See ``stages.py``.
+blocks have ``shortcut = None``; a DenseNet's dense layers have a ``branch`` H and compute
+cat([x, H(x)]): the concatenation carries x on unchanged. See ``stages.py``.
 """
 from minires.models.cifar_resnet import (
     BasicBlock, CifarResNet, ZeroPadShortcut, plain_net, resnet20, resnet32, resnet44, resnet56, resnet110,
@@ -24,6 +25,7 @@ from minires.models.cifar_resnet import (
 from minires.models.residual_variants import VariantBlock, VariantResNet, cifar_resnet
 from minires.models.highway import HighwayBlock, HighwayNet, highway_net
 from minires.models.spp_resnet import SppResNet, spp_resnet, spp_resnet20
+from minires.models.densenet import DenseLayer, DenseNet, Transition, densenet40_k12, densenet_bc100_k12
 from minires.models.imagenet_resnet import BasicBlock as ImageNetBasicBlock
 from minires.models.imagenet_resnet import Bottleneck, ImageNetResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 from minires.models.squeeze_excitation import (
@@ -57,6 +59,11 @@ REGISTRY = {
         num_classes=k, in_channels=c, small_input=small))(d, small)
        for d in (18, 34, 50, 101, 152) for suffix, small in (("", False), ("_small", True))},
     "se_resnet50": lambda c, k: se_resnet50(num_classes=k, in_channels=c),
+    "densenet40_k12": lambda c, k: densenet40_k12(num_classes=k, in_channels=c),
+    "densenet_bc100_k12": lambda c, k: densenet_bc100_k12(num_classes=k, in_channels=c),
+    "densenet40_k12_efficient": lambda c, k: densenet40_k12(num_classes=k, in_channels=c, memory_efficient=True),
+    "densenet_bc100_k12_efficient": lambda c, k: densenet_bc100_k12(num_classes=k, in_channels=c,
+                                                                    memory_efficient=True),
 }
 
 
