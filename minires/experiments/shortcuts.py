@@ -35,6 +35,7 @@ Presets:
 """
 import math
 import time
+import warnings
 
 import minires
 from minires.experiments.claims import lower, seeds_from, spread
@@ -109,7 +110,11 @@ def train_and_record(name, settings, train_set, test_loader, seed, device, progr
                 return True
         return False
 
-    with BlockWatch(model) as watch:
+    # A unit that diverges (the paper's "fail": dropout on the shortcut does) overflows float32 on its way
+    # to infinity; the curve records it, so NumPy's overflow warnings (RuntimeWarning, from any of the
+    # threads an op uses) would only repeat it, every step.
+    with BlockWatch(model) as watch, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         train_steps(model, batches, optimizer, settings["iterations"], device, scheduler=scheduler, on_step=report,
                     progress=progress, description=name)
     return curve, norms, round(time.perf_counter() - began, 2)
@@ -148,8 +153,8 @@ def plot(runs, settings, out):
         mean = [sum(curve[i]["train_loss"] for curve in curves) / len(curves) for i in range(points)]
         loss_axis.plot(x, mean, label=name, **style)
         norm_axis.plot(first["norms"][name]["at_init"], label=name, **style)
-    loss_axis.set(xlabel="iteration", ylabel="training loss", yscale="log",
-                  title="training loss (solid: shortcut kinds; dashed: activation placements)")
+    loss_axis.set(xlabel="iteration", ylabel="training loss (above 10: off the top)", yscale="log",
+                  ylim=(None, 10), title="training loss (solid: shortcut kinds; dashed: activation placements)")
     norm_axis.set(xlabel="block index l (x_L: last block's output)", ylabel="||dL/dx_l||", yscale="log",
                   title="gradient at each block's input, at initialisation")
     for axis in (loss_axis, norm_axis):
