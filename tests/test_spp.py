@@ -106,9 +106,10 @@ def test_one_spp_resnet_classifies_images_of_several_sizes():
     model = spp_resnet20(num_classes=7, in_channels=3)
     model.eval()
     assert isinstance(model, CifarResNet) and isinstance(model.head[0], nn.SpatialPyramidPool2d)
-    assert model.head[1].in_features == 64 * 21
+    assert model.head[2].in_features == 64 * 21
     plain_head_model = CifarResNet(20, "A", 16, 7, 3)  # the same network with its usual head
-    assert model.num_parameters() == plain_head_model.num_parameters() - (64 * 7 + 7) + (64 * 21 * 7 + 7)
+    spp_head = 2 * 64 * 21 + (64 * 21 * 7 + 7)  # BatchNorm1d's gamma and beta, then the classifier
+    assert model.num_parameters() == plain_head_model.num_parameters() - (64 * 7 + 7) + spp_head
     with minires.no_grad():
         for shape in [(2, 3, 32, 32), (2, 3, 48, 48), (1, 3, 40, 56)]:
             x = minires.tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
@@ -119,7 +120,7 @@ def test_one_spp_resnet_classifies_images_of_several_sizes():
 
 def test_the_depth_taking_builder_and_its_gradient_reach_every_parameter():
     model = spp_resnet(8, num_classes=3, in_channels=1, levels=(1, 2), width=4)
-    assert isinstance(model, SppResNet) and model.depth == 8 and model.head[1].in_features == 16 * 5
+    assert isinstance(model, SppResNet) and model.depth == 8 and model.head[2].in_features == 16 * 5
     x = minires.tensor(np.random.default_rng(0).standard_normal((2, 1, 12, 10)).astype(np.float32))
     minires.functional.cross_entropy(model(x), np.array([0, 2])).backward()
     assert all(p.grad is not None and np.abs(p.grad.numpy()).sum() > 0 for p in model.parameters())
@@ -142,3 +143,23 @@ def test_bad_levels_are_refused_with_what_to_give(levels, error, message):
 def test_input_that_is_not_a_batch_of_maps_is_refused():
     with pytest.raises(ValueError, match=r"expects \(N, C, H, W\) feature maps, got shape \(2, 8\)"):
         nn.SpatialPyramidPool2d()(minires.tensor(np.zeros((2, 8), np.float32)))
+
+
+def test_the_resnet_recipe_does_not_blow_up_the_spp_head():
+    # Without the BatchNorm1d after the pyramid, the second SGD step at lr 0.1 took this loss from 3 to 350.
+    from minires import optim
+    from minires.data import MNISTSample
+
+    minires.manual_seed(0)
+    model = spp_resnet20(num_classes=10, in_channels=1)
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    images = MNISTSample(train=True).images[:32].astype(np.float32) / 255.0
+    labels = MNISTSample(train=True).labels[:32]
+    losses = []
+    for _ in range(3):
+        loss = minires.functional.cross_entropy(model(minires.tensor(images)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.data))
+    assert max(losses) < 5.0, losses
