@@ -113,9 +113,12 @@ def fresh_output_folder(out, name):
         while holds_a_run(folder):
             number += 1
             folder = f"{base}-{number}"
-    problem = folder_problem(folder)
+    existed = os.path.isdir(folder)
+    problem = folder_problem(folder)  # creates the folder to try writing into it
     if problem:
         raise ValueError(problem)
+    if not existed:
+        os.rmdir(folder)  # made again when the first file is written: a run that fails first leaves nothing
     return folder
 
 
