@@ -35,7 +35,7 @@ from minires.experiments.common import (
     choose_settings, in_parallel, integer_ticks, new_figure, save_figure, start, write_csv, write_json,
 )
 from minires.experiments.recipe import (
-    NETWORK_KINDS, build_network, endless_batches, held_out_batches, load_data, network_name, sgd_with_steps,
+    NETWORK_KINDS, build_network, endless_batches, training_data_and_test_batches, network_name, sgd_with_steps,
 )
 from minires.models import ZeroPadShortcut
 from minires.nn import Identity
@@ -149,9 +149,7 @@ def lesion(preset="laptop", out=None, seed=0, device="cpu", data_root=None, down
     seeds = seeds_from(seed, settings["seeds"])
     device = start(seed, device)
     began = time.perf_counter()
-    train_set, test_set = load_data(settings["dataset"], data_root, download,
-                                    settings["train_size"], settings["test_size"], seed)
-    test_loader = held_out_batches(test_set, train_set)
+    train_set, test_loader = training_data_and_test_batches(settings, data_root, download, seed)
     trained = in_parallel(lesion_one_network, [(kind, settings, train_set, test_loader, run_seed, device,
                                                 progress if jobs <= 1 else False)
                                                for run_seed in seeds for kind in NETWORK_KINDS], jobs, progress)

@@ -44,6 +44,14 @@ def load_data(dataset, data_root=None, download=False, train_size=None, test_siz
     return subset(train_set, train_size, seed), subset(test_set, test_size, seed)
 
 
+def training_data_and_test_batches(settings, data_root, download, seed):
+    """(training set, test batches) for an experiment's ``dataset``, ``train_size`` and ``test_size`` settings;
+    the test batches are normalised with the training set's statistics."""
+    train_set, test_set = load_data(settings["dataset"], data_root, download,
+                                    settings["train_size"], settings["test_size"], seed)
+    return train_set, held_out_batches(test_set, train_set)
+
+
 def subset(dataset, size, seed):
     if size is None or size >= len(dataset):
         return dataset

@@ -42,7 +42,7 @@ from minires.experiments.claims import lower, seeds_from, spread
 from minires.experiments.common import (
     choose_settings, in_parallel, integer_ticks, l2_norm, new_figure, save_figure, start, write_csv, write_json,
 )
-from minires.experiments.recipe import BlockWatch, endless_batches, held_out_batches, load_data, sgd_with_steps
+from minires.experiments.recipe import BlockWatch, endless_batches, training_data_and_test_batches, sgd_with_steps
 from minires.models.residual_variants import cifar_resnet
 from minires.training import evaluate, train_steps
 
@@ -183,9 +183,7 @@ def shortcuts(preset="laptop", out=None, seed=0, device="cpu", data_root=None, d
     seeds = seeds_from(seed, settings["seeds"])
     device = start(seed, device)
     began = time.perf_counter()
-    train_set, test_set = load_data(settings["dataset"], data_root, download,
-                                    settings["train_size"], settings["test_size"], seed)
-    test_loader = held_out_batches(test_set, train_set)
+    train_set, test_loader = training_data_and_test_batches(settings, data_root, download, seed)
     trainings = [(name, run_seed) for run_seed in seeds for name in settings["variants"]]
     trained = in_parallel(train_and_record, [(name, settings, train_set, test_loader, run_seed, device,
                                               progress if jobs <= 1 else False) for name, run_seed in trainings],
