@@ -72,12 +72,12 @@ def in_parallel(function, calls, jobs, progress=None, description="trainings"):
     if jobs <= 1 or len(calls) <= 1:
         return [function(*args) for args in calls]
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no threads or locks inherited
-    with context.Pool(min(jobs, len(calls)), initializer=_one_blas_thread) as pool:
+    with context.Pool(min(jobs, len(calls)), initializer=one_blas_thread) as pool:
         results = pool.imap(_call, [(function, args) for args in calls])
         return list(progress_bar(results, len(calls), f"{description} ({jobs} at a time)", progress))
 
 
-def _one_blas_thread():
+def one_blas_thread():
     import numpy  # noqa: F401  (loads the BLAS library, so that the limit reaches it)
     from threadpoolctl import threadpool_limits
 

@@ -50,7 +50,7 @@ import minires
 from minires.backends.cpu_memory import keep_freed_memory, peak_extra_bytes
 from minires.experiments.common import (
     fresh_output_folder,
-    _one_blas_thread, choose_settings, describe_presets, integer_ticks, new_figure, save_figure, start, write_csv,
+    one_blas_thread, choose_settings, describe_presets, integer_ticks, new_figure, save_figure, start, write_csv,
     write_json,
 )
 from minires.experiments.recipe import endless_batches, held_out_batches, load_data, sgd_with_steps
@@ -131,7 +131,7 @@ def finite_or_none(value):
 def in_fresh_processes(function, calls, jobs):
     """[function(*args) for args in calls], each call in a newly spawned process, ``jobs`` at a time."""
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no memory, threads or locks inherited
-    initializer = _one_blas_thread if jobs > 1 else None  # side by side: one core each
+    initializer = one_blas_thread if jobs > 1 else None  # side by side: one core each
     with context.Pool(min(jobs, len(calls)), initializer=initializer, maxtasksperchild=1) as pool:
         # chunksize 1: a chunk is one task, so every call gets a process of its own
         return pool.starmap(function, calls, chunksize=1)

@@ -24,22 +24,10 @@ Parts as in every model here: ``stem``, ``blocks``, ``head``; each block has ``b
 """
 import minires.functional as F
 from minires.models.cifar_resnet import ZeroPadShortcut
+from minires.models.residual_variants import Gate
 from minires.models.stages import he_init_convolutions, make_stages
-from minires.nn import init
 from minires.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Identity, Linear, ReLU, Sequential
 from minires.nn.module import Module
-
-
-class TransformGate(Module):
-    """T(x) = sigmoid(conv3x3(x) + b_T), one value per output channel and pixel; b_T starts at ``bias``."""
-
-    def __init__(self, in_channels, out_channels, stride, bias):
-        super().__init__()
-        self.conv = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=True)
-        init.constant_(self.conv.bias, bias)
-
-    def forward(self, x):
-        return F.sigmoid(self.conv(x))
 
 
 class HighwayBlock(Module):
@@ -53,7 +41,7 @@ class HighwayBlock(Module):
         self.bn2 = BatchNorm2d(out_channels)
         changes_shape = stride != 1 or in_channels != out_channels
         self.shortcut = ZeroPadShortcut(out_channels, stride) if changes_shape else Identity()
-        self.gate = TransformGate(in_channels, out_channels, stride, gate_bias)
+        self.gate = Gate(in_channels, out_channels, stride, gate_bias, kernel_size=3)  # T(x), b_T = gate_bias
 
     def branch(self, x):
         """H(x): the transform."""

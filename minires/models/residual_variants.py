@@ -68,12 +68,15 @@ class ConstantScale(Module):
 
 
 class Gate(Module):
-    """g(x) = sigmoid(conv1x1(x) + b_g): a value in (0, 1) per output channel and pixel, from the unit's input
-    (with the unit's stride, so it has the output's shape). b_g starts at ``bias``: at -6, g ~ 0.0025."""
+    """g(x) = sigmoid(conv(x) + b_g): a value in (0, 1) per output channel and pixel, from the unit's input
+    (with the unit's stride, so it has the output's shape). b_g starts at ``bias``: at -6, g ~ 0.0025.
+    The 2016 paper's gates are 1x1 convolutions; a highway network's transform gate (``highway.py``) is
+    this gate with a 3x3 one."""
 
-    def __init__(self, in_channels, out_channels, stride, bias):
+    def __init__(self, in_channels, out_channels, stride, bias, kernel_size=1):
         super().__init__()
-        self.conv = Conv2d(in_channels, out_channels, 1, stride=stride, bias=True)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
+                           bias=True)
         init.constant_(self.conv.bias, bias)
 
     def forward(self, x):
