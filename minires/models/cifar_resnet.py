@@ -49,6 +49,10 @@ class BasicBlock(Module):
     ``changes_shape`` is True for a block that halves the resolution or changes the width
     (the first block of stages 2 and 3)."""
 
+    # The channels conv1 makes, bn1 normalises and conv2 reads: inside the branch, so network slimming
+    # (minires/prune/slimming.py) may remove some. conv2's outputs are added to the shortcut: they stay.
+    internal_channels = (("conv1", "bn1", "conv2"),)
+
     def __init__(self, in_channels, out_channels, stride=1, shortcut="A"):
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride

@@ -65,6 +65,7 @@ class ResidualBlock(Module):
 class BasicBlock(ResidualBlock):
     """Two 3x3 convs (ResNet-18/34); the first carries the stride."""
     expansion = 1
+    internal_channels = (("conv1", "bn1", "conv2"),)  # inside the branch: see cifar_resnet.BasicBlock
 
     def __init__(self, in_channels, width, stride=1):
         super().__init__()
@@ -89,6 +90,7 @@ class BasicBlock(ResidualBlock):
 class Bottleneck(ResidualBlock):
     """1x1 (narrow to ``width``), 3x3 (with the stride), 1x1 (widen to 4 * width) (ResNet-50/101/152)."""
     expansion = 4
+    internal_channels = (("conv1", "bn1", "conv2"), ("conv2", "bn2", "conv3"))  # the two narrow ones
 
     def __init__(self, in_channels, width, stride=1):
         super().__init__()

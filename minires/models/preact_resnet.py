@@ -54,6 +54,8 @@ class PreActivationBlock(Module):
 
 class PreActBlock(PreActivationBlock):
     expansion = 1
+    # bn1 normalises the block's input (the shortcut's channels): only conv1's outputs are internal.
+    internal_channels = (("conv1", "bn2", "conv2"),)
 
     def __init__(self, in_channels, channels, stride=1):
         super().__init__()
@@ -69,6 +71,7 @@ class PreActBlock(PreActivationBlock):
 
 class PreActBottleneck(PreActivationBlock):
     expansion = 4
+    internal_channels = (("conv1", "bn2", "conv2"), ("conv2", "bn3", "conv3"))
 
     def __init__(self, in_channels, channels, stride=1):
         super().__init__()

@@ -15,6 +15,8 @@ from minires.nn.module import Module
 
 
 class WideBlock(PreActivationBlock):
+    internal_channels = (("conv1", "bn2", "conv2"),)  # as in PreActBlock (the dropout follows the ReLU)
+
     def __init__(self, in_channels, out_channels, stride, dropout):
         super().__init__()
         self.bn1 = BatchNorm2d(in_channels)
