@@ -28,6 +28,10 @@ setup(
         # jupytext: the tutorials are checked as notebooks too; nbclient + ipykernel execute
         # tutorial 6 as a notebook (tests/test_notebook.py: its figures show inline)
         "dev": ["pytest>=7", "jupytext>=1.14", "nbclient>=0.5", "ipykernel>=6"],
+        # [interop]: safetensors files (minires.save_safetensors / load_safetensors), the format in which
+        # pretrained weights are published; its NumPy API needs no torch. The README's test command
+        # installs it, so CI tests the interchange.
+        "interop": ["safetensors>=0.4"],
     },
     entry_points={"console_scripts": ["minires=minires.__main__:main"]},
     license="MIT",

@@ -17,6 +17,7 @@ from minires.factories import (
 from minires import functional
 from minires.gradcheck import gradcheck, GradcheckError
 from minires.serialization import save, load
+from minires.interop.safetensors_io import save_safetensors, load_safetensors  # needs minires[interop] when called
 from minires.summary import summary
 from minires.random import manual_seed
 from minires.backends import cuda_status
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 
 # Reachable as attributes after a plain ``import minires`` (minires.nn.Conv2d, minires.models.resnet20()),
 # imported on first use: loading them all up front would add about 0.15 s to every ``import minires``.
-_LAZY_SUBMODULES = ("nn", "optim", "models", "data", "training", "experiments", "viz")
+_LAZY_SUBMODULES = ("nn", "optim", "models", "data", "training", "experiments", "viz", "prune", "interop")
 
 __all__ = [
     "Tensor", "tensor", "as_tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
@@ -34,7 +35,7 @@ __all__ = [
     "abs", "sqrt", "clamp", "where", "min", "amax", "amin", "var", "std", "sigmoid", "tanh", "softmax", "log_softmax",
     "zeros", "ones", "full", "arange", "eye", "randn", "rand",
     "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
-    "gradcheck", "GradcheckError", "manual_seed", "cuda_is_available", "cuda_status", "save", "load", "summary",
+    "gradcheck", "GradcheckError", "manual_seed", "cuda_is_available", "cuda_status", "save", "load", "save_safetensors", "load_safetensors", "summary",
     "functional", *_LAZY_SUBMODULES,
 ]
 
