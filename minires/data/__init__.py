@@ -13,6 +13,7 @@ One idea per file:
     cifar.py       CIFAR-10's binary batch files
     download.py    mirrors, checksums, atomic downloads, safe tar extraction
     datasets.py    MNIST, FashionMNIST, CIFAR10, MNISTSample, mean_std
+    subsets.py     keep_classes (relabelled 0..k-1), take_fraction (stratified), parse_classes
     loader.py      DataLoader: shuffled batches with a prefetch thread
     transforms.py  Normalize, RandomCrop, RandomHorizontalFlip, Compose
 """
@@ -23,11 +24,12 @@ from minires.data.datasets import (
     ArrayDataset, MNIST, FashionMNIST, CIFAR10, MNISTSample, mean_std, default_root,
 )
 from minires.data.loader import DataLoader
+from minires.data.subsets import keep_classes, parse_classes, take_fraction
 from minires.data.transforms import Normalize, RandomCrop, RandomHorizontalFlip, Compose
 
 __all__ = [
     "read_idx", "write_idx", "read_cifar_batch", "read_cifar_batches",
     "download", "extract_tar", "file_checksum",
     "ArrayDataset", "MNIST", "FashionMNIST", "CIFAR10", "MNISTSample", "mean_std", "default_root",
-    "DataLoader", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Compose",
+    "DataLoader", "keep_classes", "take_fraction", "parse_classes", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Compose",
 ]
