@@ -21,6 +21,21 @@ def load_datasets(name, root=None, download=False):
     return DATASETS[name][0](root, download)
 
 
+def prepare_datasets(config, datasets=None):
+    """(train, validation or None, test) of a run: its data set (or the loaded ``datasets`` pair),
+    with ``config["classes"]`` only (relabelled 0..k-1, in the test set too), ``config["train_fraction"]``
+    of the training images (stratified, seeded), and the validation split taken from what remains."""
+    train_set, test_set = datasets or load_datasets(config["dataset"], config["data_root"], config["download"])
+    if config.get("classes"):
+        train_set, test_set = (data.keep_classes(ds, config["classes"]) for ds in (train_set, test_set))
+    if config.get("train_fraction", 1.0) < 1:
+        train_set = data.take_fraction(train_set, config["train_fraction"], config["seed"])
+    val_set = None
+    if config["val_fraction"] > 0:
+        train_set, val_set = split_off_validation(train_set, config["val_fraction"], config["seed"])
+    return train_set, val_set, test_set
+
+
 def split_off_validation(dataset, fraction, seed):
     """Split a training set into (train, validation) with a seeded permutation."""
     order = numpy.random.default_rng([seed, 12345]).permutation(len(dataset))

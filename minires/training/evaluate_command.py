@@ -1,11 +1,11 @@
 """``python -m minires evaluate CHECKPOINT``: accuracy and a per-class table."""
 import json
 
-from minires import data
+from minires import data, prune
 from minires.models import build_model
 from minires.training.augmentation import make_transforms
 from minires.serialization import load_checkpoint
-from minires.training.dataset_registry import load_datasets, split_off_validation
+from minires.training.dataset_registry import load_datasets, prepare_datasets
 from minires.training.device import check_device
 from minires.training.loop import evaluate
 
@@ -36,13 +36,14 @@ def run(args, out=print):
     model_name = config["model"]
     dataset = args.dataset or config["dataset"]
     data_root = args.data_root if args.data_root is not None else config.get("data_root")
-    train_set, test_set = load_datasets(dataset, data_root, args.download)
-    # Normalise exactly as in training: with the training split's statistics.
-    if config.get("val_fraction", 0) > 0 and dataset == config["dataset"]:
-        train_set, _ = split_off_validation(train_set, config["val_fraction"], config["seed"])
+    loaded = load_datasets(dataset, data_root, args.download)
+    # The same classes and training images as in training, so normalisation uses the same statistics.
+    same_data = {**config, "val_fraction": config.get("val_fraction", 0) if dataset == config["dataset"] else 0}
+    train_set, _, test_set = prepare_datasets(same_data, loaded)
     _, normalize = make_transforms(train_set, augment=False)
     model = build_model(model_name, test_set.images.shape[1], len(test_set.classes))
     try:
+        prune.prepare_to_load(model, state["model"])  # a pruned model: masks, narrower layers
         model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise ValueError(

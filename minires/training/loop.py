@@ -22,13 +22,15 @@ from minires.training.progress import REFRESH, progress_bar
 
 
 def train_steps(model, batches, optimizer, steps, device="cpu", *, scheduler=None, label_smoothing=0.0,
-                forward=None, on_step=None, progress=False, description="train"):
+                forward=None, before_step=None, on_step=None, progress=False, description="train"):
     """Train ``model`` for ``steps`` SGD steps on ``(images, labels)`` NumPy batches taken from
     ``batches``; returns the ``RunningMetrics`` of the steps taken.
 
     scheduler        stepped after every step (a per-iteration schedule); None to step it yourself
     forward          ``forward(images) -> logits`` used instead of ``model``, e.g. to keep what
                      the model computes on the way (``model`` is still the one put in training mode)
+    before_step      ``before_step()`` after ``backward()`` and before ``optimizer.step()``, to change the
+                     gradients (the slimming penalty of ``train --bn-l1`` adds its subgradient there)
     on_step          ``on_step(step, metrics)`` after each step's update and before the scheduler
                      steps, so the optimizer's lr is the one this step used. ``step`` counts from 1.
                      It may read ``metrics`` (which waits for the device) and ``reset()`` it, may
@@ -54,6 +56,8 @@ def train_steps(model, batches, optimizer, steps, device="cpu", *, scheduler=Non
         labels = to_device(labels, device)  # for the accuracy, counted on the device
         optimizer.zero_grad()
         loss.backward()
+        if before_step is not None:
+            before_step()
         optimizer.step()
         metrics.update(loss, logits, labels)
         stop = on_step is not None and on_step(step, metrics)
@@ -76,7 +80,8 @@ class NonFiniteLoss(RuntimeError):
         self.step, self.steps = step, steps
 
 
-def train_epoch(model, loader, optimizer, device="cpu", label_smoothing=0.0, progress=False, description="train"):
+def train_epoch(model, loader, optimizer, device="cpu", label_smoothing=0.0, progress=False, description="train",
+                before_step=None):
     """Train for one pass over ``loader``; returns (mean loss, accuracy) over the samples seen.
 
     Raises :class:`NonFiniteLoss` once a step's loss is NaN or infinite. The check reads one
@@ -87,7 +92,7 @@ def train_epoch(model, loader, optimizer, device="cpu", label_smoothing=0.0, pro
         return step % REFRESH == 0 and metrics.first_nonfinite_step is not None
 
     metrics = train_steps(model, loader, optimizer, len(loader), device, label_smoothing=label_smoothing,
-                          on_step=diverged, progress=progress, description=description)
+                          before_step=before_step, on_step=diverged, progress=progress, description=description)
     if metrics.first_nonfinite_step is not None:
         raise NonFiniteLoss(metrics.first_nonfinite_step, len(loader))
     return metrics.loss, metrics.accuracy

@@ -15,6 +15,7 @@ import sys
 
 import numpy
 
+from minires import data
 from minires.backends.cpu_memory import keep_freed_memory
 from minires.models import REGISTRY
 from minires.serialization import load_checkpoint
@@ -29,6 +30,9 @@ DEFAULTS = {
     "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False, "milestones": [0.5, 0.75], "gamma": 0.1,
     "warmup_epochs": 0, "label_smoothing": 0.0, "augment": None, "val_fraction": 0.0, "patience": None,
     "seed": 0, "data_root": None, "download": False, "device": "cpu", "out": None,
+    # data filters (minires/data/subsets.py), starting from pretrained weights (fine_tuning.py), slimming
+    "classes": None, "train_fraction": 1.0, "init_from": None, "freeze": [], "reset_head": False,
+    "lr_backbone": None, "bn_l1": 0.0,
 }
 # What a run folder may hold (checkpoint.npz, ...): --overwrite empties only folders like that.
 RUN_FILES = {"checkpoint.npz", "best.npz", "metrics.jsonl", "curves.png"}
@@ -58,6 +62,21 @@ def add_train_arguments(parser):
                         "(default 0, or 0.1 with --patience)")
     parser.add_argument("--patience", type=int, help="stop when validation accuracy has not improved for this "
                         "many epochs")
+    parser.add_argument("--classes", help="train and test on these classes only, relabelled 0..k-1: "
+                        "'5-9' or '0,2,4' (default: all)")
+    parser.add_argument("--train-fraction", type=float, help="train on this fraction of the training images, "
+                        "the same from every class, in (0, 1] (default 1)")
+    parser.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights: a checkpoint.npz or "
+                        "best.npz, a minires.save(state_dict) file, or a .safetensors file")
+    parser.add_argument("--reset-head", action="store_true", default=None, help="with --init-from: a new "
+                        "classifier (the last Linear layer) for this data set's classes")
+    parser.add_argument("--freeze", help="comma-separated parts whose parameters are not trained, e.g. "
+                        "'stem,blocks.0' or 'conv1,layer1' (their batch norms still update their statistics)")
+    parser.add_argument("--lr-backbone", type=float, help="learning rate of every parameter but the classifier's "
+                        "(default: --lr)")
+    parser.add_argument("--bn-l1", type=float, metavar="LAMBDA", help="L1 penalty on the batch-norm scales "
+                        "inside residual branches, to prepare network slimming (minires prune --method "
+                        "slimming; Liu et al. use 1e-4 to 1e-5; default 0)")
     parser.add_argument("--seed", type=int, help=f"seed for weights, data order and augmentation (default {d['seed']})")
     parser.add_argument("--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires); with "
                         "--resume, where the data is now")
@@ -78,6 +97,10 @@ def given_flags(args):
     given = {key: getattr(args, key) for key in DEFAULTS if getattr(args, key) is not None}
     if "augment" in given:
         given["augment"] = given["augment"] == "on"
+    if "classes" in given:
+        given["classes"] = data.parse_classes(given["classes"])
+    if "freeze" in given:
+        given["freeze"] = [part.strip() for part in given["freeze"].split(",") if part.strip()]
     return given
 
 
@@ -90,7 +113,8 @@ def check_flags(args):
     finite = lambda x: x is None or math.isfinite(x)  # noqa: E731
     if args.model is not None and args.model not in REGISTRY:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(sorted(REGISTRY))}")
-    for flag in ("lr", "momentum", "weight_decay", "gamma", "label_smoothing", "val_fraction"):
+    for flag in ("lr", "momentum", "weight_decay", "gamma", "label_smoothing", "val_fraction", "train_fraction",
+                 "lr_backbone", "bn_l1"):
         value = getattr(args, flag)
         need(finite(value), flag.replace("_", "-"), value, "must be a finite number")
     checks = [
@@ -106,6 +130,9 @@ def check_flags(args):
         ("patience", args.patience, lambda v: v >= 1, "must be at least 1 epoch"),
         ("seed", args.seed, lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
         ("stop-after", args.stop_after, lambda v: v >= 1, "must be at least 1"),
+        ("train-fraction", args.train_fraction, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        ("lr-backbone", args.lr_backbone, lambda v: v >= 0, "must be >= 0"),
+        ("bn-l1", args.bn_l1, lambda v: v >= 0, "must be >= 0"),
     ]
     for flag, value, ok, what in checks:
         if value is not None:
@@ -116,6 +143,19 @@ def check_flags(args):
     if args.epochs is not None and args.warmup_epochs is not None:
         need(args.warmup_epochs < args.epochs, "warmup-epochs", args.warmup_epochs,
              f"must be shorter than --epochs {args.epochs}")
+    if args.classes is not None:
+        try:
+            data.parse_classes(args.classes)
+        except ValueError as err:
+            raise ValueError(f"--classes {args.classes}: {err}") from None
+    if args.init_from is not None and args.resume:
+        raise ValueError("--init-from and --resume contradict each other: a resumed run continues from its "
+                         "own checkpoint; --init-from starts a new run from other weights")
+    if args.init_from is not None and not os.path.isfile(args.init_from):
+        raise ValueError(f"--init-from {args.init_from}: no such file")
+    if args.reset_head and args.init_from is None and not args.resume:
+        raise ValueError("--reset-head replaces the classifier of the --init-from weights; without --init-from "
+                         "every layer starts new anyway")
     if args.overwrite and args.resume:
         raise ValueError("--overwrite and --resume contradict each other: --resume continues the run "
                          "that --overwrite would delete")
@@ -210,7 +250,7 @@ def train(config, resume=None, stop_after=None, progress=False, log=print, given
             extend = "pass a larger --epochs to extend it" if "epochs" not in (given or {}) else \
                 f"--epochs {config['epochs']} does not extend it; pass more than {done}"
             raise ValueError(f"the run of {resume} has already finished {done} epochs; {extend}")
-    run = build_run(config)
+    run = build_run(config, state["model"] if state is not None else None)
     if state is not None:
         restore_run(run, state, resume)
     # NumPy's overflow warnings would only repeat what the divergence check reports in one line.

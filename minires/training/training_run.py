@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 import minires
 from minires import data, optim
 from minires.backends import get_array_module
+from minires import prune
 from minires.models import build_model
 from minires.nn import Module
 from minires.random import get_rng_state, set_rng_state
 from minires.training.augmentation import make_transforms
 from minires.serialization import load_checkpoint, save_checkpoint
-from minires.training.dataset_registry import load_datasets, split_off_validation
+from minires.training.dataset_registry import prepare_datasets
+from minires.training.fine_tuning import freeze, load_initial_weights, parameter_groups, read_weights
 from minires.training.loop import NonFiniteLoss, evaluate, train_epoch
 from minires.training.plots import plot_learning_curves
 
@@ -54,7 +56,8 @@ class TrainingDiverged(RuntimeError):
 
 # What a resumed run may change. The rest (model, data set, seed, validation split) define the
 # run: changing them would make a different run, so --resume refuses them.
-FIXED_ON_RESUME = ("model", "dataset", "seed", "val_fraction")
+FIXED_ON_RESUME = ("model", "dataset", "seed", "val_fraction", "classes", "train_fraction", "init_from", "freeze",
+                   "reset_head", "lr_backbone")
 # Changing these rebuilds the optimizer's settings and the lr schedule (see restore_run).
 SCHEDULE_KEYS = ("epochs", "lr", "momentum", "weight_decay", "nesterov", "milestones", "gamma", "warmup_epochs")
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "epoch", "rng", "history", "best_val", "best_epoch")
@@ -96,10 +99,7 @@ def make_loaders(config, datasets=None):
 
     ``datasets`` is an already loaded ``(train, test)`` pair; by default the config's data set is loaded.
     """
-    train_set, test_set = datasets or load_datasets(config["dataset"], config["data_root"], config["download"])
-    val_set = None
-    if config["val_fraction"] > 0:
-        train_set, val_set = split_off_validation(train_set, config["val_fraction"], config["seed"])
+    train_set, val_set, test_set = prepare_datasets(config, datasets)
     train_transform, eval_transform = make_transforms(train_set, config["augment"])
     loader = lambda ds, **kw: data.DataLoader(ds, batch_size=config["batch_size"], seed=config["seed"], **kw)  # noqa: E731
     train_loader = loader(train_set, shuffle=True, transform=train_transform)
@@ -119,14 +119,29 @@ def make_scheduler(optimizer, config):
     return scheduler
 
 
-def build_run(config):
-    """A fresh run: seeded, with its loaders, the model on ``config["device"]``, SGD and the schedule."""
+def build_run(config, model_state=None):
+    """A fresh run: seeded, with its loaders, the model on ``config["device"]``, SGD and the schedule.
+
+    ``model_state``: the state dict a resumed run will load (``restore_run``); the model is given
+    its structure first (a pruned model's masks and narrower layers). Otherwise, with
+    ``config["init_from"]``, the model starts from those weights (``fine_tuning.py``).
+    """
     minires.manual_seed(config["seed"])
     train_loader, val_loader, test_loader, train_set = make_loaders(config)
     num_classes = len(train_set.classes)
-    model = build_model(config["model"], train_set.images.shape[1], num_classes).to(config["device"])
-    optimizer = optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"],
-                          weight_decay=config["weight_decay"], nesterov=config["nesterov"])
+    model = build_model(config["model"], train_set.images.shape[1], num_classes)
+    if model_state is not None:
+        prune.prepare_to_load(model, model_state)
+    elif config["init_from"]:
+        load_initial_weights(model, read_weights(config["init_from"]), config["reset_head"],
+                             source=f"the weights of --init-from {config['init_from']}")
+    if config["bn_l1"] > 0 and not prune.internal_channel_groups(model):
+        raise ValueError(f"--bn-l1 penalises the batch norms inside residual branches, and {config['model']} has "
+                         "none that network slimming can prune (see minires/prune/slimming.py)")
+    freeze(model, config["freeze"])
+    model.to(config["device"])
+    optimizer = optim.SGD(parameter_groups(model, config["lr"], config["lr_backbone"]), lr=config["lr"],
+                          momentum=config["momentum"], weight_decay=config["weight_decay"], nesterov=config["nesterov"])
     return TrainingRun(config, model, optimizer, make_scheduler(optimizer, config),
                        train_loader, val_loader, test_loader, num_classes)
 
@@ -161,7 +176,8 @@ def restore_run(run, state, path="the checkpoint"):
     if last_change.get("at_epoch") == run.start_epoch and set(last_change["changed"]) & set(SCHEDULE_KEYS):
         config = run.config
         for group in run.optimizer.param_groups:
-            group.update(lr=config["lr"], initial_lr=config["lr"], momentum=config["momentum"],
+            lr = config["lr_backbone"] if group.get("name") == "backbone" else config["lr"]
+            group.update(lr=lr, initial_lr=lr, momentum=config["momentum"],
                          weight_decay=config["weight_decay"], nesterov=config["nesterov"])
         run.scheduler = make_scheduler(run.optimizer, config)
         for _ in range(run.start_epoch):
@@ -197,10 +213,12 @@ def train_and_evaluate(run, epoch, progress=False):
     run.train_loader.set_epoch(epoch)
     lr = run.optimizer.param_groups[0]["lr"]
     device = run.config["device"]
+    penalty = run.config["bn_l1"]
+    slimming_penalty = (lambda: prune.add_bn_l1_subgradient_(run.model, penalty)) if penalty > 0 else None
     try:
         train_loss, train_acc = train_epoch(run.model, run.train_loader, run.optimizer, device,
                                             run.config["label_smoothing"], progress,
-                                            f"epoch {epoch + 1}/{run.config['epochs']}")
+                                            f"epoch {epoch + 1}/{run.config['epochs']}", before_step=slimming_penalty)
     except NonFiniteLoss as err:
         raise diverged(run, epoch, lr, f"{err} of epoch {epoch + 1}") from None
     run.scheduler.step()
