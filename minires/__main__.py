@@ -1,4 +1,4 @@
-"""Command line: ``python -m minires {train,evaluate,check,gradflow,compare,doctor}``.
+"""Command line: ``python -m minires {train,evaluate,prune,transfer,check,gradflow,compare,doctor}``.
 
 With no arguments, ``python -m minires train`` trains the small MNIST ResNet on the
 bundled MNIST sample, offline.
@@ -18,6 +18,8 @@ def main(argv=None):
 
     from minires.experiments.command import add_gradflow_arguments
     from minires.experiments.compare import add_compare_arguments
+    from minires.experiments.transfer import add_transfer_arguments
+    from minires.prune.command import add_prune_arguments
     from minires.training.evaluate_command import add_evaluate_arguments
     from minires.training.train_command import add_train_arguments
 
@@ -29,6 +31,10 @@ def main(argv=None):
         "gradflow", help="gradient-flow experiments: norms, degradation, identity, lesion, shortcuts"))
     add_compare_arguments(commands.add_parser(
         "compare", help="train several models with one recipe: parameters, MACs, step time, memory, accuracy"))
+    add_prune_arguments(commands.add_parser(
+        "prune", help="prune a trained model (magnitude or network slimming), fine-tune it, measure it"))
+    add_transfer_arguments(commands.add_parser(
+        "transfer", help="pretrain on some classes, fine-tune on others with 10%% of their images, vs from scratch"))
     commands.add_parser("doctor", help="what minires sees here (NumPy, BLAS, CuPy, GPUs) and whether our kernels compile")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -50,6 +56,14 @@ def main(argv=None):
             from minires.experiments import command as gradflow_command
 
             return gradflow_command.run(args)
+        if args.command == "prune":
+            from minires.prune import command as prune_command
+
+            return prune_command.run(args)
+        if args.command == "transfer":
+            from minires.experiments import transfer
+
+            return transfer.run(args)
         if args.command == "compare":
             from minires.experiments import compare
 

@@ -46,3 +46,11 @@ def test_bench_ops_gemm_floor_has_a_row_per_conv_shape_and_a_total():
     floor_rows = [line for line in text.splitlines() if line.startswith("conv2d GEMMs only")]
     assert len(floor_rows) == 6 + 1  # ResNet-20's six conv shapes and their weighted total
     assert all("(forward's: " in line for line in floor_rows)
+
+
+def test_bench_prune_times_the_reference_masks_and_the_slimmed_model():
+    text = run("bench_prune.py", "--tiny")
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] == ["0.50"]]
+    assert [row[1] for row in rows] == ["reference", "masks", "slimmed"]
+    params = {row[1]: int(row[2].replace(",", "")) for row in rows}
+    assert params["masks"] == params["reference"] > params["slimmed"]
