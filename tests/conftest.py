@@ -56,3 +56,14 @@ def gpu_poisoned():
     """On a real GPU: poison every output the kernel wrappers allocate with NaN."""
     with poison_outputs():
         yield
+
+
+@pytest.fixture
+def torch():
+    """PyTorch as an optional oracle (the test skips without it), on one thread: on a busy machine its
+    thread pool waits on minires's."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)

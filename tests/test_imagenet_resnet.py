@@ -156,16 +156,6 @@ CASES = {  # name: (builder, kwargs, input shape)
 }
 
 
-@pytest.fixture
-def torch():
-    """PyTorch (the test skips without it), on one thread: on a busy machine its thread pool waits on minires's."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
-
-
 def ours_and_theirs(torch, case):
     name, kwargs, shape = CASES[case]
     torch.manual_seed(0)

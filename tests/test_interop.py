@@ -315,16 +315,6 @@ def test_a_wrong_shape_and_a_missing_key_in_a_file_are_named(tmp_path):
 
 # ---- against PyTorch ----------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def torch():
-    """PyTorch (the test skips without it), on one thread: on a busy machine its thread pool waits on minires's."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
-
-
 def torch_cifar_resnet(torch, depth=20, shortcut="A", num_classes=10):
     """A CIFAR ResNet in torch.nn, in torchvision's style (conv1, bn1, layer1..3, fc). Option A: subsample
     by the stride and append zero channels after the input's (minires/ops/shortcut.py); option B: downsample."""
