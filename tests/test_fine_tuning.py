@@ -179,3 +179,19 @@ def test_bn_l1_shrinks_the_branch_gammas_and_is_refused_where_nothing_is_slimmab
         assert np.abs(b[f"blocks.{block}.bn1.weight"]).sum() < np.abs(a[f"blocks.{block}.bn1.weight"]).sum() - 0.1
     with pytest.raises(ValueError, match="--bn-l1"):
         build_run(config(root, model="highway20", bn_l1=1e-4))
+
+
+def test_imagenet_weights_in_a_safetensors_file_start_a_model_for_other_classes(tmp_path):
+    pytest.importorskip("safetensors")
+    minires.manual_seed(0)
+    published = models.resnet18(num_classes=1000)  # as torchvision publishes it: 1000 classes, its key names
+    path = str(tmp_path / "resnet18.safetensors")
+    minires.save_safetensors({"module." + key: value for key, value in published.state_dict().items()}, path)
+    minires.manual_seed(1)
+    model = models.resnet18(num_classes=10)
+    fine_tuning.load_initial_weights(model, fine_tuning.read_weights(path), reset_head=True)
+    for key, value in model.state_dict().items():
+        if key.startswith("fc."):
+            assert value.shape[0] == 10
+        else:
+            np.testing.assert_array_equal(value, published.state_dict()[key], err_msg=key)
