@@ -7,6 +7,7 @@ import pytest
 import minires
 import minires.functional as F
 from minires import models, nn, optim, prune
+from minires.prune.masks import apply_mask
 from minires.serialization import load_checkpoint, save_checkpoint
 
 
@@ -286,3 +287,51 @@ def test_the_l1_subgradient_is_added_to_the_slimmable_gammas_only():
             np.testing.assert_allclose(b.data - a.data, -lr * penalty * np.sign(gamma), atol=1e-15)
         else:
             np.testing.assert_array_equal(a.data, b.data)
+
+
+# ---- every backend ----------------------------------------------------------------------------------
+
+def test_a_masked_and_a_slimmed_model_agree_with_their_dense_twins_on_every_backend(backend):
+    """On ``backend`` (the kernel path through the emulator, or a GPU): a masked model gives the logits of
+    the dense model holding weight * mask, its weight_orig gets the dense gradient times the mask, and
+    after SGD steps (the fused kernel on the kernel path) the pruned weights are still 0; a slimmed model
+    whose removed channels had gamma = 0, beta < 0 gives the logits of the model before slimming."""
+    from backend_tools import assert_close
+
+    rng = np.random.default_rng(0)
+    x = backend.tensor(rng.standard_normal((2, 3, 6, 6)))
+    labels = rng.integers(0, 3, 2)
+
+    def tiny(seed=0):
+        minires.manual_seed(seed)
+        return models.CifarResNet(8, width=2, num_classes=3).double()
+
+    masked, dense = tiny(), tiny()
+    prune.magnitude_prune(masked, 0.5)
+    for (prefix, name), mask in prune.masks(masked).items():
+        weight = dict(dense.named_modules())[prefix].weight
+        weight.data = weight.data * mask
+    logits = {}
+    for name, model in (("masked", masked), ("dense", dense)):
+        model.to(backend.device)
+        logits[name] = model(x)
+        F.cross_entropy(logits[name], labels).backward()
+    assert_close(logits["masked"], backend.numpy(logits["dense"]), np.float64)
+    stem_mask = backend.numpy(masked.stem[0].weight_mask.data)
+    assert_close(masked.stem[0].weight_orig.grad, backend.numpy(dense.stem[0].weight.grad) * stem_mask,
+                 np.float64, grad=True)
+    optimizer = optim.SGD(masked.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    optimizer.step()  # with the gradients just computed: the fused SGD kernel on the kernel path
+    with minires.no_grad():
+        apply_mask(masked.stem[0], "weight")  # what the next forward does first
+    assert np.all(backend.numpy(masked.stem[0].weight.data)[stem_mask == 0] == 0)
+    assert not np.array_equal(backend.numpy(masked.stem[0].weight_orig.data), backend.numpy(dense.stem[0].weight.data))
+
+    if backend.name == "emulated":
+        return  # the slimmed model runs the same kernels as any model; on the emulator each costs seconds
+    slimmed = tiny()
+    silence_every_other_channel(slimmed)
+    slimmed.to(backend.device).eval()
+    before = backend.numpy(slimmed(x))
+    prune.slim(slimmed, 0.5)
+    assert_close(slimmed(x), before, np.float64)
