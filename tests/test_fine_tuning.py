@@ -195,3 +195,21 @@ def test_imagenet_weights_in_a_safetensors_file_start_a_model_for_other_classes(
             assert value.shape[0] == 10
         else:
             np.testing.assert_array_equal(value, published.state_dict()[key], err_msg=key)
+
+
+def test_a_safetensors_file_without_the_package_is_one_line(root, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    real_import = builtins.__import__
+
+    def no_safetensors(name, *args, **kwargs):
+        if name.startswith("safetensors"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_safetensors)
+    assert train(root, str(tmp_path / "x"), "--init-from", str(path)) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "minires[interop]"' in err and len(err.strip().splitlines()) == 1

@@ -37,7 +37,10 @@ def read_weights(path):
     if path.endswith(".safetensors"):
         from minires.interop import load_safetensors
 
-        state = load_safetensors(path)
+        try:
+            state = load_safetensors(path)
+        except ImportError as err:  # the optional package is missing: one line on the command line
+            raise ValueError(f"--init-from {path}: {err}") from None
     else:
         state = load_checkpoint(path)
         if isinstance(state.get("model"), dict):
