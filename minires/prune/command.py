@@ -84,8 +84,9 @@ class Pruning:
     """One checkpoint's model and data, ready to be pruned and measured again and again."""
 
     def __init__(self, config, model_state, device, data_root):
-        self.config, self.model_state, self.device = config, model_state, device
+        # --data-root: where the data is now (the fine-tuning runs look there too)
         config = {**config, "data_root": data_root if data_root is not None else config.get("data_root")}
+        self.config, self.model_state, self.device = config, model_state, device
         train_set, _, test_set = prepare_datasets(config)
         _, normalize = make_transforms(train_set, augment=False)
         self.num_classes = len(train_set.classes)
@@ -98,11 +99,10 @@ class Pruning:
     def empty_model(self):
         return build_model(self.config["model"], self.channels, self.num_classes)
 
-    def trained_model(self, state=None):
+    def trained_model(self):
         model = self.empty_model()
-        state = self.model_state if state is None else state
-        prepare_to_load(model, state)
-        model.load_state_dict(state)
+        prepare_to_load(model, self.model_state)
+        model.load_state_dict(self.model_state)
         return model.to(self.device)
 
     def measure(self, model):
@@ -130,15 +130,17 @@ def prune_once(pruning, amount, folder, args, log):
     result = {"method": args.method, "amount": amount, "checkpoint": args.checkpoint, "model": pruning.config["model"],
               "dataset": pruning.config["dataset"], "before": pruning.measure(model)}
     log(f"before: {json.dumps(result['before'])}")
+    tuned, result["finetuned"] = None, None
     if args.method == "slimming":
         result["slimming"] = slim(model, amount)
         result["after"] = pruning.measure(model)
-        tuned = finetune(pruning, model, folder, args, log) if args.finetune_epochs else None
+        if args.finetune_epochs:
+            tuned = finetune(pruning, model, folder, args, log)
+            result["finetuned"] = pruning.measure(tuned)
     else:
         # Round r prunes to the r-th sparsity of the schedule, then fine-tunes; the next round
         # prunes the fine-tuned model further. "after" is the last pruning, before its fine-tuning.
         result["scope"], result["rounds"] = args.scope, []
-        tuned = None
         for round_number, target in enumerate(iterative_sparsities(amount, args.rounds), 1):
             model = tuned or model
             magnitude_prune(model, target, args.scope)
@@ -147,10 +149,10 @@ def prune_once(pruning, amount, folder, args, log):
             if args.finetune_epochs:
                 where = os.path.join(folder, f"round-{round_number}") if args.rounds > 1 else folder
                 tuned = finetune(pruning, model, where, args, log)
-                row["finetuned_accuracy"] = pruning.measure(tuned)["accuracy"]
+                result["finetuned"] = pruning.measure(tuned)
+                row["finetuned_accuracy"] = result["finetuned"]["accuracy"]
             result["rounds"].append(row)
     log(f"after: {json.dumps(result['after'])}")
-    result["finetuned"] = pruning.measure(tuned) if tuned is not None else None
     if tuned is not None:
         log(f"finetuned: {json.dumps(result['finetuned'])}")
     with open(os.path.join(folder, "prune.json"), "w", encoding="utf-8") as f:
