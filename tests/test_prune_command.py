@@ -43,7 +43,7 @@ def weights_that_are_zero(state):
 
 
 def test_magnitude_writes_before_after_finetuned_and_the_masks_survive_fine_tuning_and_resume(trained, tmp_path, capsys):
-    checkpoint, root = trained
+    checkpoint, _ = trained
     out = str(tmp_path / "magnitude")
     assert prune(checkpoint, out, "--method", "magnitude", "--amount", "0.5", "--finetune-epochs", "1") == 0
     result = read(os.path.join(out, "prune.json"))

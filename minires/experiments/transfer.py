@@ -84,7 +84,10 @@ def transfer(preset="laptop", out=None, seeds=None, device="cpu", data_root=None
                                  progress, log))
         scratch.append(one_run(run_config(settings, **common, lr=settings["lr"],
                                           out=os.path.join(out, f"scratch-seed{seed}")), progress, log))
-    error = lambda runs: [1 - run["test_accuracy"] for run in runs]  # noqa: E731
+
+    def error(runs):
+        return [1 - run["test_accuracy"] for run in runs]
+
     claim = claims.lower("fine-tuning the pretrained model reaches a lower test error than training from scratch",
                          "fine-tuned", error(finetuned), "from scratch", error(scratch))
     result = {"preset": preset, "settings": settings, "seeds": seeds, "pretrain": pretrain,

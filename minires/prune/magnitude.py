@@ -24,7 +24,7 @@ import numpy
 
 from minires.backends import to_device
 from minires.nn.layers import Conv2d, Linear
-from minires.prune.masks import custom_from_mask, is_pruned
+from minires.prune.masks import custom_from_mask
 
 
 def _weight_and_mask(module, name):
@@ -65,7 +65,7 @@ def _prune_smallest(pairs, count):
 
 def l1_unstructured(module, name, amount):
     """Prune ``amount`` of ``module.<name>``'s remaining entries, those of smallest magnitude."""
-    weight, mask = _weight_and_mask(module, name)
+    _, mask = _weight_and_mask(module, name)
     _prune_smallest([(module, name)], _count(amount, int(numpy.count_nonzero(mask)), f"{type(module).__name__}.{name}"))
     return module
 
@@ -127,6 +127,3 @@ def iterative_sparsities(target, rounds):
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     return [1 - (1 - target) ** (r / rounds) for r in range(1, rounds)] + [target]
 
-
-__all__ = ["l1_unstructured", "global_unstructured", "prunable_weights", "sparsity", "magnitude_prune",
-           "iterative_sparsities", "is_pruned"]
