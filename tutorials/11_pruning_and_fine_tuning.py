@@ -316,8 +316,8 @@ for name, producer, bn, consumer in prune.internal_channel_groups(baseline):
 #
 # Network slimming adds $\lambda \sum_c |\gamma_c|$ over those batch norms to the loss. Its
 # subgradient, $\lambda\,\mathrm{sign}(\gamma_c)$, is added to the $\gamma$s' gradients after
-# `backward()` and before the update: `prune.add_bn_l1_subgradient_(model, lam)`, passed to
-# `train_steps` as `before_step`. Liu et al. use $\lambda = 10^{-4}$ to $10^{-5}$ over a long training;
+# `backward()` and before the update: `prune.add_l1_subgradient_(gammas, lam)` with the $\gamma$s of
+# `prune.slimmable_gammas(model)` (found once, not on every step), passed to `train_steps` as `before_step`. Liu et al. use $\lambda = 10^{-4}$ to $10^{-5}$ over a long training;
 # our 300 steps need a much stronger one. Same initial weights, same batches as the baseline; only the
 # penalty differs.
 
@@ -325,7 +325,8 @@ for name, producer, bn, consumer in prune.internal_channel_groups(baseline):
 LAMBDA = 0.02
 started = time.perf_counter()
 slimmable = new_model()
-train(slimmable, train_set, STEPS, lr=0.1, before_step=lambda: prune.add_bn_l1_subgradient_(slimmable, LAMBDA))
+gammas = prune.slimmable_gammas(slimmable)
+train(slimmable, train_set, STEPS, lr=0.1, before_step=lambda: prune.add_l1_subgradient_(gammas, LAMBDA))
 slimmable_accuracy = accuracy(slimmable)
 print(f"with the penalty (lambda {LAMBDA}): {time.perf_counter() - started:.0f} s, accuracy {slimmable_accuracy:.4f} "
       f"(without: {baseline_accuracy:.4f})")

@@ -16,10 +16,12 @@ from minires.prune.magnitude import (
     global_unstructured, iterative_sparsities, l1_unstructured, magnitude_prune, prunable_weights, sparsity,
 )
 from minires.prune.masks import custom_from_mask, is_pruned, masks, remove
-from minires.prune.slimming import add_bn_l1_subgradient_, internal_channel_groups, slim
+from minires.prune.slimming import (
+    add_bn_l1_subgradient_, add_l1_subgradient_, internal_channel_groups, slim, slimmable_gammas,
+)
 
 __all__ = [
     "prepare_to_load", "global_unstructured", "iterative_sparsities", "l1_unstructured", "magnitude_prune",
     "prunable_weights", "sparsity", "custom_from_mask", "is_pruned", "masks", "remove", "add_bn_l1_subgradient_",
-    "internal_channel_groups", "slim",
+    "add_l1_subgradient_", "internal_channel_groups", "slim", "slimmable_gammas",
 ]

@@ -26,7 +26,7 @@ from collections import OrderedDict
 
 import numpy
 
-from minires.backends import get_array_module, to_device
+from minires.backends import to_device
 from minires.engine.grad_mode import no_grad
 from minires.engine.tensor import Tensor
 
@@ -106,8 +106,3 @@ def masks(model):
     return {(prefix, name): module.__dict__[name + "_mask"].data
             for prefix, module in model.named_modules() for name in module.__dict__.get("_pruned", {})}
 
-
-def sparsity_of(module, name):
-    """The fraction of ``module.<name>``'s entries that are exactly 0 (pruned or not)."""
-    weight = getattr(module, name).data
-    return float(get_array_module(weight).count_nonzero(weight == 0)) / weight.size

@@ -60,14 +60,22 @@ def _groups_or_error(model):
     return groups
 
 
-def add_bn_l1_subgradient_(model, penalty):
-    """Add ``penalty * sign(gamma)`` to the gradient of every slimmable batch norm's gamma: the
-    subgradient of  penalty * sum |gamma|  (0 at gamma = 0). Call it between backward and step."""
-    for _, _, bn, _ in _groups_or_error(model):
-        gamma = bn.weight
+def slimmable_gammas(model):
+    """The batch-norm scales (Parameters) that slimming may remove channels of, in network order."""
+    return [bn.weight for _, _, bn, _ in _groups_or_error(model)]
+
+
+def add_l1_subgradient_(gammas, penalty):
+    """Add ``penalty * sign(gamma)`` to each gamma's gradient: the subgradient of  penalty * sum |gamma|
+    (0 at gamma = 0). Call it between backward and step, with ``slimmable_gammas(model)`` found once."""
+    for gamma in gammas:
         if gamma.grad is not None:
-            xp = get_array_module(gamma.data)
-            gamma.grad.data += penalty * xp.sign(gamma.data)
+            gamma.grad.data += penalty * get_array_module(gamma.data).sign(gamma.data)
+
+
+def add_bn_l1_subgradient_(model, penalty):
+    """``add_l1_subgradient_`` on every slimmable gamma of ``model`` (it walks the model on each call)."""
+    add_l1_subgradient_(slimmable_gammas(model), penalty)
 
 
 def _keep_channels(producer, bn, consumer, keep):

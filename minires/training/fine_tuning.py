@@ -124,7 +124,7 @@ def parameter_groups(model, lr, lr_backbone=None):
     trainable = [p for p in model.parameters() if p.requires_grad]
     if lr_backbone is None:
         return [{"params": trainable, "lr": lr, "name": "all"}]
-    head_ids = {id(p) for p in find_part(model, classifier_name(model)).parameters()}
+    head_ids = {id(p) for p in dict(model.named_modules())[classifier_name(model)].parameters()}
     groups = [{"params": [p for p in trainable if id(p) in head_ids], "lr": lr, "name": "head"},
               {"params": [p for p in trainable if id(p) not in head_ids], "lr": lr_backbone, "name": "backbone"}]
     return [group for group in groups if group["params"]]

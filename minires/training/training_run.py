@@ -213,8 +213,10 @@ def train_and_evaluate(run, epoch, progress=False):
     run.train_loader.set_epoch(epoch)
     lr = run.optimizer.param_groups[0]["lr"]
     device = run.config["device"]
-    penalty = run.config["bn_l1"]
-    slimming_penalty = (lambda: prune.add_bn_l1_subgradient_(run.model, penalty)) if penalty > 0 else None
+    penalty, slimming_penalty = run.config["bn_l1"], None
+    if penalty > 0:  # the gammas are found once per epoch, not on every step
+        gammas = prune.slimmable_gammas(run.model)
+        slimming_penalty = lambda: prune.add_l1_subgradient_(gammas, penalty)  # noqa: E731
     try:
         train_loss, train_acc = train_epoch(run.model, run.train_loader, run.optimizer, device,
                                             run.config["label_smoothing"], progress,
