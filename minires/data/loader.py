@@ -9,6 +9,9 @@ operation (``dataset.images[idx]``), never image by image. The order of epoch
 ``e`` comes from ``numpy.random.default_rng([seed, e])``, so it changes every
 epoch yet is the same in every run. A background thread prepares the next
 ``prefetch`` batches while the model works on the current one.
+
+With ``sampler`` (a ``DistributedSampler``, say) the order is the sampler's for that epoch
+instead: the loader sets the sampler's epoch before each pass.
 """
 import queue
 import threading
@@ -36,10 +39,12 @@ class DataLoader:
     seed        with the epoch number, fixes the order and the augmentation
     prefetch    batches prepared ahead in a background thread (0: no thread)
     transform   ``transform(batch, rng)`` applied to each float32 batch
+    sampler     gives the indices of each epoch instead (has ``set_epoch``; a rank's
+                samples get augmentation draws of their own: see ``augmentation_seed``)
     """
 
     def __init__(self, dataset, batch_size=128, shuffle=False, drop_last=False,
-                 seed=0, prefetch=2, transform=None):
+                 seed=0, prefetch=2, transform=None, sampler=None):
         if not (hasattr(dataset, "images") and hasattr(dataset, "labels")):
             raise TypeError(
                 f"DataLoader needs a data set with .images (N x C x H x W) and .labels (N) arrays, "
@@ -51,6 +56,9 @@ class DataLoader:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if int(prefetch) < 0:
             raise ValueError(f"prefetch must be 0 (no thread) or more, got {prefetch}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: shuffle=True and a sampler contradict each other (the sampler "
+                             "chooses the order); pass shuffle to the sampler instead")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -58,11 +66,12 @@ class DataLoader:
         self.seed = int(seed)
         self.prefetch = int(prefetch)
         self.transform = transform
+        self.sampler = sampler
         self.epoch = 0   # the epoch the next pass will use
 
     def __len__(self):
         """The number of batches in one epoch."""
-        n = len(self.dataset.labels)
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     # -------------------------------------------------------- resuming
@@ -86,9 +95,12 @@ class DataLoader:
     def _batches(self, epoch):
         """Generate epoch ``epoch``'s batches, all in the calling thread."""
         n = len(self.dataset.labels)
-        rng = numpy.random.default_rng([self.seed, epoch])
-        order = rng.permutation(n) if self.shuffle else numpy.arange(n)
-        augment_rng = numpy.random.default_rng([self.seed, epoch, 1])   # separate stream
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+            order = numpy.fromiter(self.sampler, dtype=numpy.int64)
+        else:
+            order = numpy.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else numpy.arange(n)
+        augment_rng = numpy.random.default_rng(self.augmentation_seed(epoch))   # separate stream
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start:start + self.batch_size]
             images = self.dataset.images[idx]
@@ -102,6 +114,12 @@ class DataLoader:
             x = numpy.ascontiguousarray(x, dtype=numpy.float32)
             y = numpy.asarray(self.dataset.labels[idx], dtype=numpy.int64)
             yield x, y
+
+    def augmentation_seed(self, epoch):
+        """The seed of epoch ``epoch``'s augmentation draws. A sampler's rank r > 0 adds r to it, so
+        that two ranks do not crop and flip their different images with the same draws."""
+        rank = getattr(self.sampler, "rank", 0)
+        return [self.seed, epoch, 1] + ([rank] if rank else [])
 
     def _prefetched(self, batches):
         """Run ``batches`` in a background thread, ``prefetch`` batches ahead."""
