@@ -27,6 +27,7 @@ from collections import OrderedDict
 from minires.models.cifar_resnet import CifarResNet
 from minires.models.imagenet_resnet import ImageNetResNet
 from minires.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear
+from minires.nn.sync_batch_norm import SyncBatchNorm
 
 DATA_PARALLEL_PREFIX = "module."
 STAGES = 3  # a CIFAR ResNet's stages: layer1, layer2, layer3
@@ -90,7 +91,7 @@ def _renaming(model, caller):
 def _blocks_per_stage(model, caller):
     """n, from the model itself; a CifarResNet whose stem or head is not the standard one is refused."""
     stem, head = list(model.stem), list(model.head)
-    standard = (len(stem) >= 2 and isinstance(stem[0], Conv2d) and isinstance(stem[1], BatchNorm2d)
+    standard = (len(stem) >= 2 and isinstance(stem[0], Conv2d) and isinstance(stem[1], (BatchNorm2d, SyncBatchNorm))
                 and len(head) == 2 and isinstance(head[0], GlobalAvgPool2d) and isinstance(head[1], Linear)
                 and len(model.blocks) % STAGES == 0)
     if not standard:

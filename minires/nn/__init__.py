@@ -9,6 +9,7 @@ from minires.nn.activations import LogSoftmax, Sigmoid, Softmax, Tanh
 from minires.nn.containers import ModuleDict, ModuleList
 from minires.nn.losses import CrossEntropyLoss, MSELoss
 from minires.nn.pyramid import SpatialPyramidPool2d
+from minires.nn.sync_batch_norm import SyncBatchNorm
 from minires.nn import init
 from minires import functional
 
@@ -16,5 +17,5 @@ __all__ = [
     "Module", "Parameter", "Conv2d", "BatchNorm1d", "BatchNorm2d", "Linear", "ReLU", "MaxPool2d",
     "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool2d", "Dropout", "Flatten", "Identity", "Sequential", "init", "functional",
     "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ModuleList", "ModuleDict", "CrossEntropyLoss", "MSELoss",
-    "SpatialPyramidPool2d",
+    "SpatialPyramidPool2d", "SyncBatchNorm",
 ]

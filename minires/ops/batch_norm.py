@@ -159,7 +159,13 @@ def _array(t):
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """PyTorch's ``F.batch_norm``. In training it also updates running_mean/var in place."""
-    op = "batch_norm"
+    weight, bias = check_batch_norm_arguments("batch_norm", x, running_mean, running_var, weight, bias, training)
+    fn = BatchNormFunction(_array(running_mean), _array(running_var), training, momentum, eps)
+    return fn(x, weight, bias)
+
+
+def check_batch_norm_arguments(op, x, running_mean, running_var, weight, bias, training):
+    """A ValueError for shapes that do not fit; returns (weight, bias), ones and zeros when None."""
     require_ndim(op, "input", x, (2, 4))
     require_float(op, "input", x)
     C = x.shape[1]
@@ -176,6 +182,5 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         weight = Tensor(xp.ones((C,), dtype=x.dtype))
     if bias is None:
         bias = Tensor(xp.zeros((C,), dtype=x.dtype))
-    fn = BatchNormFunction(_array(running_mean), _array(running_var), training, momentum, eps)
-    return fn(x, weight, bias)
+    return weight, bias
 

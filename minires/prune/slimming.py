@@ -32,6 +32,7 @@ import numpy
 
 from minires.backends import get_array_module, to_device
 from minires.nn.layers import BatchNorm2d, Conv2d
+from minires.nn.sync_batch_norm import SyncBatchNorm
 from minires.prune.masks import is_pruned
 
 
@@ -42,7 +43,7 @@ def internal_channel_groups(model):
     for prefix, block in model.named_modules():
         for producer_name, bn_name, consumer_name in getattr(type(block), "internal_channels", ()):
             producer, bn, consumer = (getattr(block, n) for n in (producer_name, bn_name, consumer_name))
-            if not (isinstance(producer, Conv2d) and isinstance(bn, BatchNorm2d) and isinstance(consumer, Conv2d)):
+            if not (isinstance(producer, Conv2d) and isinstance(bn, (BatchNorm2d, SyncBatchNorm)) and isinstance(consumer, Conv2d)):
                 raise TypeError(f"{prefix}: internal_channels names {producer_name}, {bn_name}, {consumer_name}, "
                                 "which must be a Conv2d, a BatchNorm2d and a Conv2d")
             if not producer.out_channels == bn.num_features == consumer.in_channels:
