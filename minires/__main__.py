@@ -75,7 +75,10 @@ def main(argv=None):
         # Bad input, and a run that diverged, get one clear line, not a traceback.
         if os.environ.get("MINIRES_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        from minires.distributed import launcher_rank
+
+        if launcher_rank() == 0:  # one of several processes that all fail alike (a bad flag): rank 0 says it
+            print(f"error: {err}", file=sys.stderr)
         from minires.training.training_run import TrainingDiverged
 
         return 1 if isinstance(err, TrainingDiverged) else 2

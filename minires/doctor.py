@@ -103,10 +103,23 @@ def gpu_count():
         return 0
 
 
+def mpi_description():
+    """mpi4py's version and the MPI library it loads, or how to get them."""
+    import importlib.util
+
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'mpi4py is not installed (pip install ".[mpi]")'
+    import mpi4py
+    from mpi4py import MPI
+
+    return f"mpi4py {mpi4py.__version__}, {MPI.Get_library_version().splitlines()[0].strip()}"
+
+
 def run_doctor(out=print):
     """Print the report; returns the exit status (0 fine or no GPU, 1 GPU path broken)."""
     out(f"Python {platform.python_version()} ({sys.executable})")
     out(f"NumPy {numpy.__version__}, BLAS: {blas_name()}")
+    out(f"MPI (train --distributed): {mpi_description()}")
     usable, reason = cuda_status()
     if not usable and gpu_count() > 0:  # a GPU is there, but CuPy cannot use it (e.g. no NVRTC)
         out(f"CUDA: a GPU is present but unusable: {reason}")
@@ -122,6 +135,9 @@ def run_doctor(out=print):
     from minires.backends.dispatch import cupy
 
     out(cuda_versions(cupy))
+    from cupy.cuda import nccl
+
+    out(f"NCCL (the GPU all-reduce of train --distributed): {'available' if nccl.available else 'not in this CuPy'}")
     files = kernel_files()
     count = cupy.cuda.runtime.getDeviceCount()
     broken = []

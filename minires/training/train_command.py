@@ -15,10 +15,11 @@ import sys
 
 import numpy
 
-from minires import data
+from minires import data, distributed
 from minires.backends.cpu_memory import keep_freed_memory
 from minires.models import REGISTRY
 from minires.serialization import load_checkpoint
+from minires.training import data_parallel
 from minires.training.dataset_registry import DATASETS
 from minires.training.device import check_device
 from minires.training.training_run import (
@@ -32,7 +33,7 @@ DEFAULTS = {
     "seed": 0, "data_root": None, "download": False, "device": "cpu", "out": None,
     # data filters (minires/data/subsets.py), starting from pretrained weights (fine_tuning.py), slimming
     "classes": None, "train_fraction": 1.0, "init_from": None, "freeze": [], "reset_head": False,
-    "lr_backbone": None, "bn_l1": 0.0,
+    "lr_backbone": None, "bn_l1": 0.0, "sync_bn": False,
 }
 # What a run folder may hold (checkpoint.npz, ...): --overwrite empties only folders like that.
 RUN_FILES = {"checkpoint.npz", "best.npz", "metrics.jsonl", "curves.png"}
@@ -77,6 +78,11 @@ def add_train_arguments(parser):
     parser.add_argument("--bn-l1", type=float, metavar="LAMBDA", help="L1 penalty on the batch-norm scales "
                         "inside residual branches, to prepare network slimming (minires prune --method "
                         "slimming; Liu et al. use 1e-4 to 1e-5; default 0)")
+    parser.add_argument("--distributed", action="store_true", help="one of several processes started by mpiexec "
+                        "or srun (pip install \"minires[mpi]\"): each trains on its shard of the data, --batch-size "
+                        "is per process, and the lr is scaled by the number of processes unless --lr is given")
+    parser.add_argument("--sync-bn", action="store_true", default=None, help="with --distributed: batch norm "
+                        "statistics over the images of every process (nn.SyncBatchNorm)")
     parser.add_argument("--seed", type=int, help=f"seed for weights, data order and augmentation (default {d['seed']})")
     parser.add_argument("--data-root", help="data folder (default $MINIRES_DATA or ~/.cache/minires); with "
                         "--resume, where the data is now")
@@ -156,6 +162,13 @@ def check_flags(args):
     if args.reset_head and args.init_from is None and not args.resume:
         raise ValueError("--reset-head replaces the classifier of the --init-from weights; without --init-from "
                          "every layer starts new anyway")
+    if args.sync_bn and not args.distributed:
+        raise ValueError("--sync-bn shares batch-norm statistics between the processes of --distributed; "
+                         "add --distributed (and start the processes with mpiexec)")
+    started = distributed.launcher_world_size()
+    if started > 1 and not args.distributed:
+        raise ValueError(f"this is one of {started} processes started by an MPI launcher, without --distributed: "
+                         "each would train alone, into the same folder. Add --distributed, or run one process")
     if args.overwrite and args.resume:
         raise ValueError("--overwrite and --resume contradict each other: --resume continues the run "
                          "that --overwrite would delete")
@@ -250,9 +263,14 @@ def train(config, resume=None, stop_after=None, progress=False, log=print, given
             extend = "pass a larger --epochs to extend it" if "epochs" not in (given or {}) else \
                 f"--epochs {config['epochs']} does not extend it; pass more than {done}"
             raise ValueError(f"the run of {resume} has already finished {done} epochs; {extend}")
+    if config.get("world_size", 1) > 1:
+        log(data_parallel.describe(config, distributed.backend_for(config["device"])))
     run = build_run(config, state["model"] if state is not None else None)
+    if distributed.world_size() > 1:
+        data_parallel.seed_this_rank(config["seed"])
     if state is not None:
         restore_run(run, state, resume)
+    distributed.broadcast_parameters(run.model)  # every rank from rank 0's weights (a no-op for one process)
     # NumPy's overflow warnings would only repeat what the divergence check reports in one line.
     with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in remaining_epochs(run, stop_after, log):
@@ -263,20 +281,44 @@ def train(config, resume=None, stop_after=None, progress=False, log=print, given
 
 
 def run(args, argv=()):
-    check_flags(args)
+    """The command: one process, or (--distributed) this process's part of a run on several."""
+    check_flags(args)  # before joining: a bad flag is the same one-line error on every rank, rank 0 prints it
+    if not args.distributed:
+        return run_process(args)
+    distributed.init()
+    distributed.share_cores()
+    if distributed.world_size() == 1:
+        print("note: --distributed, but this is a world of one process; start several with "
+              "mpiexec -n K python -m minires train --distributed ...", file=sys.stderr)
+    with distributed.fail_together():  # an error on one rank stops them all, naming it
+        return run_process(args)
+
+
+def run_process(args):
+    """This process's part of the command, its flags checked."""
     config = config_from_args(args)
+    ranks = config["world_size"] = distributed.world_size()
+    config["device"] = data_parallel.device_of_rank(config["device"])
     check_device(config["device"])  # before the data is read
-    config["out"] = choose_out(config, args)
     given = given_flags(args)
     given.pop("out", None)
-    progress = not args.quiet and sys.stderr.isatty()
+    if not args.resume:  # a resumed run keeps its lr (and how it was chosen)
+        config = data_parallel.scaled_recipe(config, given, ranks)
+    # Rank 0 chooses (and creates) the folder; the others learn its name. An error there stops every rank.
+    config["out"] = distributed.broadcast_object(choose_out(config, args) if distributed.is_main() else None)
+    main = distributed.is_main()
+    log = print if main else (lambda line: None)
+    progress = main and not args.quiet and sys.stderr.isatty()
     keep_freed_memory()  # this process is ours: reuse freed pages step after step (backends/cpu_memory.py)
     try:
-        history, _ = train(config, resume=args.resume, stop_after=args.stop_after, progress=progress, given=given)
+        history, _ = train(config, resume=args.resume, stop_after=args.stop_after, progress=progress, log=log,
+                           given=given)
     except KeyboardInterrupt:
+        if ranks > 1:
+            raise  # fail_together stops every rank
         print(f"interrupted; {what_is_saved(config['out'])}", file=sys.stderr)
         return 130
-    if history:
+    if history and main:
         last = history[-1]
         print(f"done: epoch {last['epoch']}, test accuracy {last['test_acc']:.4f}; outputs in {config['out']}",
               file=sys.stderr)

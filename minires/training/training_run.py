@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import minires
-from minires import data, optim
+from minires import data, distributed, nn, optim
 from minires.backends import get_array_module
 from minires import prune
 from minires.models import build_model
@@ -26,6 +26,7 @@ from minires.nn import Module
 from minires.random import get_rng_state, set_rng_state
 from minires.training.augmentation import make_transforms
 from minires.serialization import load_checkpoint, save_checkpoint
+from minires.training import data_parallel
 from minires.training.dataset_registry import prepare_datasets
 from minires.training.fine_tuning import freeze, load_initial_weights, parameter_groups, read_weights
 from minires.training.loop import NonFiniteLoss, evaluate, train_epoch
@@ -57,7 +58,7 @@ class TrainingDiverged(RuntimeError):
 # What a resumed run may change. The rest (model, data set, seed, validation split) define the
 # run: changing them would make a different run, so --resume refuses them.
 FIXED_ON_RESUME = ("model", "dataset", "seed", "val_fraction", "classes", "train_fraction", "init_from", "freeze",
-                   "reset_head", "lr_backbone")
+                   "reset_head", "lr_backbone", "sync_bn")
 # Changing these rebuilds the optimizer's settings and the lr schedule (see restore_run).
 SCHEDULE_KEYS = ("epochs", "lr", "momentum", "weight_decay", "nesterov", "milestones", "gamma", "warmup_epochs")
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "epoch", "rng", "history", "best_val", "best_epoch")
@@ -77,8 +78,9 @@ def config_to_resume(config, path, given=None):
     for key in FIXED_ON_RESUME:
         if key in changed:
             raise ValueError(f"checkpoint {path} is from a {saved['model']} run on {saved['dataset']} "
-                             f"(--{key.replace('_', '-')} {saved[key]}), so it cannot continue with "
+                             f"(--{key.replace('_', '-')} {saved.get(key)}), so it cannot continue with "
                              f"--{key.replace('_', '-')} {changed[key][1]}; start a new run instead")
+    data_parallel.check_world_size(saved, config, path)
     if missing:
         raise ValueError(f"checkpoint {path} cannot be resumed: it lacks {', '.join(missing)} "
                          "(best.npz keeps only the model; resume from checkpoint.npz)")
@@ -102,6 +104,15 @@ def make_loaders(config, datasets=None):
     train_set, val_set, test_set = prepare_datasets(config, datasets)
     train_transform, eval_transform = make_transforms(train_set, config["augment"])
     loader = lambda ds, **kw: data.DataLoader(ds, batch_size=config["batch_size"], seed=config["seed"], **kw)  # noqa: E731
+    ranks = config.get("world_size", 1)
+    if ranks > 1:  # each rank its shard: for training the same number of batches everywhere, for
+        # evaluation each image once (data_parallel.evaluate_on_shards combines the ranks' numbers)
+        shard = lambda ds, **kw: distributed.DistributedSampler(ds, ranks, distributed.rank(), seed=config["seed"], **kw)  # noqa: E731
+        train_loader = loader(train_set, sampler=shard(train_set), transform=train_transform)
+        val_loader = loader(val_set, sampler=shard(val_set, shuffle=False, pad=False), transform=eval_transform) \
+            if val_set is not None else None
+        test_loader = loader(test_set, sampler=shard(test_set, shuffle=False, pad=False), transform=eval_transform)
+        return train_loader, val_loader, test_loader, train_set
     train_loader = loader(train_set, shuffle=True, transform=train_transform)
     val_loader = loader(val_set, transform=eval_transform) if val_set is not None else None
     test_loader = loader(test_set, transform=eval_transform)
@@ -139,6 +150,8 @@ def build_run(config, model_state=None):
         raise ValueError(f"--bn-l1 penalises the batch norms inside residual branches, and {config['model']} has "
                          "none that network slimming can prune (see minires/prune/slimming.py)")
     freeze(model, config["freeze"])
+    if config.get("sync_bn"):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(config["device"])
     optimizer = optim.SGD(parameter_groups(model, config["lr"], config["lr_backbone"]), lr=config["lr"],
                           momentum=config["momentum"], weight_decay=config["weight_decay"], nesterov=config["nesterov"])
@@ -149,12 +162,14 @@ def build_run(config, model_state=None):
 # ---- restore --------------------------------------------------------------------------------------
 
 def run_state(run):
-    """What a checkpoint keeps of a run (``checkpoint.npz``)."""
+    """What a checkpoint keeps of a run (``checkpoint.npz``). Every rank calls it: in a run on several
+    ranks it gathers each rank's random state."""
     return {
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "epoch": len(run.history), "rng": get_rng_state(),
         "history": run.history, "best_val": run.best_val, "best_epoch": run.best_epoch,
         "config": json.dumps(run.config), "model_name": run.config["model"],
+        **({"rank_rngs": data_parallel.rank_rng_states()} if distributed.world_size() > 1 else {}),
     }
 
 
@@ -184,7 +199,10 @@ def restore_run(run, state, path="the checkpoint"):
             run.scheduler.step()
     else:
         run.scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
+    if "rank_rngs" in state:
+        data_parallel.restore_rank_rng(state)
+    else:
+        set_rng_state(state["rng"])
 
 
 # ---- the epochs -------------------------------------------------------------------------------------
@@ -213,24 +231,38 @@ def train_and_evaluate(run, epoch, progress=False):
     run.train_loader.set_epoch(epoch)
     lr = run.optimizer.param_groups[0]["lr"]
     device = run.config["device"]
-    penalty, slimming_penalty = run.config["bn_l1"], None
+    several = distributed.world_size() > 1
+    penalty, gammas = run.config["bn_l1"], None
     if penalty > 0:  # the gammas are found once per epoch, not on every step
         gammas = prune.slimmable_gammas(run.model)
-        slimming_penalty = lambda: prune.add_l1_subgradient_(gammas, penalty)  # noqa: E731
+
+    def before_step():  # after backward(), before the step: the gradients of all ranks, then the penalty
+        if several:
+            distributed.average_gradients(run.model)
+        if gammas is not None:
+            prune.add_l1_subgradient_(gammas, penalty)
+
     try:
         train_loss, train_acc = train_epoch(run.model, run.train_loader, run.optimizer, device,
                                             run.config["label_smoothing"], progress,
-                                            f"epoch {epoch + 1}/{run.config['epochs']}", before_step=slimming_penalty)
+                                            f"epoch {epoch + 1}/{run.config['epochs']}",
+                                            before_step=before_step if several or gammas is not None else None)
     except NonFiniteLoss as err:
         raise diverged(run, epoch, lr, f"{err} of epoch {epoch + 1}") from None
     run.scheduler.step()
+    measure = evaluate
+    if several:  # the numbers of all ranks' images; the batch-norm statistics of rank 0 (as saved)
+        seen = len(run.train_loader.sampler)
+        train_loss, train_acc = data_parallel.combine_means([(train_loss, seen), (train_acc, seen)])
+        distributed.broadcast_buffers(run.model)
+        measure = data_parallel.evaluate_on_shards
     row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
     if run.val_loader is not None:
-        val_loss, val_acc, _ = evaluate(run.model, run.val_loader, run.num_classes, device)
+        val_loss, val_acc, _ = measure(run.model, run.val_loader, run.num_classes, device)
         row["val_loss"], row["val_acc"] = rounded(val_loss), rounded(val_acc)
         if row["val_acc"] > run.best_val:
             run.best_val, run.best_epoch = row["val_acc"], epoch + 1
-    row["test_loss"], row["test_acc"], _ = evaluate(run.model, run.test_loader, run.num_classes, device)
+    row["test_loss"], row["test_acc"], _ = measure(run.model, run.test_loader, run.num_classes, device)
     row.update(lr=lr, seconds=time.perf_counter() - start)
     row = {key: rounded(value) for key, value in row.items()}
     bad = [key.replace("_", " ") for key in ("train_loss", "val_loss", "test_loss") if key in row and row[key] is None]
@@ -261,10 +293,13 @@ def rounded(value):
 
 def save_epoch(run, row):
     """Write ``OUT/checkpoint.npz`` (and ``OUT/best.npz`` when validation accuracy is the best so
-    far), append ``row`` to ``OUT/metrics.jsonl`` and redraw ``OUT/curves.png``."""
+    far), append ``row`` to ``OUT/metrics.jsonl`` and redraw ``OUT/curves.png``; on rank 0 only."""
     out, config = run.config["out"], run.config
+    state = run_state(run)  # on every rank (it gathers their random states), written by rank 0 only
+    if not distributed.is_main():
+        return
     os.makedirs(out, exist_ok=True)
-    save_checkpoint(os.path.join(out, "checkpoint.npz"), run_state(run))
+    save_checkpoint(os.path.join(out, "checkpoint.npz"), state)
     if row.get("val_acc") == run.best_val:
         save_checkpoint(os.path.join(out, "best.npz"), {
             "model": run.model.state_dict(), "epoch": row["epoch"], "config": json.dumps(config),
