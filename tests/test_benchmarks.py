@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from mpi_launch import requires_mpi
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -54,3 +56,13 @@ def test_bench_prune_times_the_reference_masks_and_the_slimmed_model():
     assert [row[1] for row in rows] == ["reference", "masks", "slimmed"]
     params = {row[1]: int(row[2].replace(",", "")) for row in rows}
     assert params["masks"] == params["reference"] > params["slimmed"]
+
+
+@requires_mpi
+def test_bench_distributed_measures_one_and_two_processes_and_models_the_ring():
+    text = run("bench_distributed.py", "--tiny")
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    rows = [row for row in rows if row.isdigit()]  # the first cell of each table's rows of numbers
+    assert rows[:2] == ["1", "2"]  # the measured table: one process, then two
+    assert rows[2:] == [str(p) for p in (2, 4, 8, 16, 32, 64)] * 2  # the modelled tables, ResNet-20 and ResNet-50
+    assert "resnet50 (25.56M parameters" in text

@@ -19,4 +19,4 @@ def test_python_examples_in_the_readme_run():
 
 def test_readme_starts_with_the_install_and_test_commands():
     first_block = re.search(r"```bash\n(.*?)```", read_readme(), flags=re.S).group(1).strip().splitlines()
-    assert first_block == ["pip install . && python -m minires train", 'pip install ".[dev,interop]" && python -m pytest']
+    assert first_block == ["pip install . && python -m minires train", 'pip install ".[dev,interop,mpi]" && python -m pytest']
