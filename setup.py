@@ -33,11 +33,12 @@ setup(
         # installs it, so CI tests the interchange.
         "interop": ["safetensors>=0.4"],
         # [mpi]: data-parallel training (minires.distributed, train --distributed) on MPI through mpi4py,
-        # the engine ChainerMN and Horovod build on. MPICH's wheel brings an MPI library and mpiexec, so a
-        # laptop needs nothing else; mpi4py's wheels find it. On a cluster, leave out mpich and build mpi4py
-        # against the system's MPI (README: "Training on several processes or machines"). The README's test
-        # command installs it, so CI runs the 2-rank tests.
-        "mpi": ["mpi4py>=4", "mpich>=4"],
+        # the engine ChainerMN and Horovod build on. An MPI library with its mpiexec comes as a wheel too, so
+        # a laptop needs nothing else (mpi4py's wheels find it): MPICH's on Linux and macOS, Intel MPI's on
+        # Windows (MPICH publishes none there). On a cluster, build mpi4py against the system's MPI instead
+        # (README: "Training on several processes or machines"). The README's test command installs it, so
+        # CI runs the 2-rank tests.
+        "mpi": ["mpi4py>=4", "mpich>=4; sys_platform != 'win32'", "impi-rt; sys_platform == 'win32'"],
     },
     entry_points={"console_scripts": ["minires=minires.__main__:main"]},
     license="MIT",

@@ -9,8 +9,9 @@ each with one BLAS thread (OMP_NUM_THREADS=1), so that two processes use the two
 process with one thread leaves half idle. The runs are interleaved (1, 2, 1, 2, ...) for
 ``--rounds`` rounds; each figure is the median over the rounds of the median step. The table
 gives images/second over all processes, the speed-up over one process (weak scaling: the global
-batch grows with the processes), and the milliseconds per step spent in the all-reduce
-(``distributed.average_gradients``, timed on rank 0, including the wait for the slower rank).
+batch grows with the processes), and, per step on rank 0, the milliseconds spent waiting for the
+other rank to finish its backward (a barrier put in for the measurement) and then in the all-reduce
+itself (``distributed.average_gradients``).
 
 Part 2, modelled. A ring all-reduce of S bytes over p workers sends 2(p-1)/p * S bytes from each
 worker in 2(p-1) messages, so on links of B bytes/s with a latency alpha per message it takes
@@ -60,22 +61,25 @@ def worker(model_name, batch, steps, size):
     rng = np.random.default_rng(distributed.rank())
     images = minires.tensor(rng.standard_normal((batch, 3, size, size)).astype(np.float32))
     labels = rng.integers(0, 10, batch)
-    step_ms, reduce_ms = [], []
+    step_ms, wait_ms, reduce_ms = [], [], []
     for step in range(steps + 1):
         start = time.perf_counter()
         loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
+        wait_start = time.perf_counter()
+        distributed.barrier()  # apart from the all-reduce itself: the wait for the slower rank
         reduce_start = time.perf_counter()
         distributed.average_gradients(model)
         reduced = time.perf_counter()
         optimizer.step()
         if step > 0:  # the first step is a warm-up
             step_ms.append((time.perf_counter() - start) * 1e3)
+            wait_ms.append((reduce_start - wait_start) * 1e3)
             reduce_ms.append((reduced - reduce_start) * 1e3)
     if distributed.is_main():
         print(json.dumps({"ranks": distributed.world_size(), "step_ms": statistics.median(step_ms),
-                          "all_reduce_ms": statistics.median(reduce_ms)}))
+                          "wait_ms": statistics.median(wait_ms), "all_reduce_ms": statistics.median(reduce_ms)}))
 
 
 def launch(ranks, model_name, batch, steps, size=32):
@@ -153,14 +157,16 @@ def main():
             results[ranks].append(launch(ranks, args.model, args.batch, args.steps))
     print(f"\n{args.model} training, batch {args.batch} per process, one BLAS thread each, median of "
           f"{args.rounds} interleaved rounds of {args.steps} steps")
-    print("| processes | step ms | all-reduce ms | images/s | x one process |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| processes | step ms | wait for the other rank, ms | all-reduce ms | images/s | x one process |")
+    print("| --- | --- | --- | --- | --- | --- |")
     one_step = statistics.median(r["step_ms"] for r in results[1])
     for ranks in (1, 2):
         step = statistics.median(r["step_ms"] for r in results[ranks])
+        wait = statistics.median(r["wait_ms"] for r in results[ranks])
         reduce = statistics.median(r["all_reduce_ms"] for r in results[ranks])
         images = ranks * args.batch / (step / 1e3)
-        print(f"| {ranks} | {step:.1f} | {reduce:.2f} | {images:.1f} | {images / (args.batch / (one_step / 1e3)):.2f} |")
+        print(f"| {ranks} | {step:.1f} | {wait:.2f} | {reduce:.2f} | {images:.1f} | "
+              f"{images / (args.batch / (one_step / 1e3)):.2f} |")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
     steps = {name: float(ms) / 1e3 for name, ms in (item.split("=") for item in args.assume)}

@@ -37,12 +37,14 @@ requires_mpi = pytest.mark.skipif(mpi_missing() is not None, reason=str(mpi_miss
 
 
 def launch(ranks, *args, timeout=180, cwd=None, env=None):
-    """``mpiexec -n ranks python *args``, one BLAS thread per process; the CompletedProcess.
-    ``args`` starting with "-m" run a module, else the first is a script name in tests/mpi/."""
-    if args and args[0] != "-m" and not os.path.isabs(args[0]):
+    """``mpiexec -n ranks python *args`` (``ranks`` 0: plain ``python *args``), one BLAS thread per
+    process unless ``env`` says otherwise (a value None removes a variable); the CompletedProcess.
+    ``args`` starting with "-m" or "-c" are passed on, else the first is a script name in tests/mpi/."""
+    if args and args[0] not in ("-m", "-c") and not os.path.isabs(args[0]):
         args = (os.path.join(SCRIPTS, args[0]),) + tuple(args[1:])
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
                    "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    environment = {name: value for name, value in environment.items() if value is not None}
     environment.pop("MINIRES_DEBUG", None)
     command = [mpiexec(), "-n", str(ranks), sys.executable, *args] if ranks else [sys.executable, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=environment)

@@ -19,6 +19,7 @@ from mpi_launch import json_result, launch, requires_mpi
 
 import minires
 from minires.backends.emulator import emulator_status
+from minires.distributed.world import THREAD_VARIABLES
 from minires.serialization import load_checkpoint
 
 pytestmark = requires_mpi
@@ -70,6 +71,26 @@ def test_collectives_sum_mean_broadcast_and_gather_across_buckets_and_dtypes_and
     first, second = r["shards"]
     assert len(first) == len(second) == 51  # 101 images, padded to 102
     assert set(first) | set(second) == set(range(101)) and len(set(first) & set(second)) == 1
+
+
+SHARE = """
+import json, os
+from minires import distributed
+from minires.backends.cpu_threads import slab_threads
+distributed.init()
+distributed.share_cores()
+if distributed.is_main():
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(json.dumps({"threads": slab_threads(), "cores": cores,
+                      "local": distributed.local_size()}))
+"""
+
+
+def test_the_ranks_of_one_machine_share_its_cores_unless_told_otherwise():
+    free = json_result(launch(2, "-c", SHARE, env={name: None for name in THREAD_VARIABLES}))
+    assert free["local"] == 2 and free["threads"] == max(1, free["cores"] // 2)
+    told = json_result(launch(2, "-c", SHARE, env={"OMP_NUM_THREADS": "2"}))
+    assert told["threads"] == min(2, told["cores"])  # the user's count (BLAS takes no more than the cores)
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +206,6 @@ def test_command_line_mistakes_on_several_ranks_are_one_line_from_rank_0(tmp_pat
     assert taken.returncode != 0
     assert "error: rank 0 of 2 failed, so every rank stops: ValueError: --out" in taken.stderr
     assert "already holds a run" in taken.stderr and "Traceback" not in taken.stderr
+    diverged = train(2, tmp_path / "c", "--lr", "1e8", "--epochs", "2")
+    assert diverged.returncode == 1  # as a diverged run of one process
+    assert "error: rank 0 of 2 failed, so every rank stops: TrainingDiverged: after epoch 1" in diverged.stderr

@@ -33,20 +33,21 @@ _world = {"comm": None, "rank": 0, "size": 1, "local_rank": 0, "local_size": 1}
 
 def launcher_world_size():
     """How many processes the MPI launcher started (1 when none did), from its environment."""
-    for name in LAUNCHER_SIZE_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 1
+    return launcher_number(LAUNCHER_SIZE_VARIABLES, 1)
 
 
 def launcher_rank():
     """This process's rank as the MPI launcher numbered it (0 when none did), from its environment."""
-    for name in LAUNCHER_RANK_VARIABLES:
+    return launcher_number(LAUNCHER_RANK_VARIABLES, 0)
+
+
+def launcher_number(names, default):
+    """The first of the environment variables ``names`` that holds a whole number, else ``default``."""
+    for name in names:
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)
-    return 0
+    return default
 
 
 def init():
@@ -133,10 +134,11 @@ QUIET_WAIT_S = 0.5
 
 
 @contextlib.contextmanager
-def fail_together(exit_code=2):
+def fail_together(exit_code=lambda err: 2):
     """Run the block; if it raises on any rank of a world of several, print one line naming the
-    rank and end *every* rank (MPI_Abort), instead of leaving the others waiting in a collective
-    for a process that is gone. In a world of one, the exception propagates as usual.
+    rank and end *every* rank (MPI_Abort with ``exit_code(err)``), instead of leaving the others
+    waiting in a collective for a process that is gone. In a world of one, the exception
+    propagates as usual.
 
     ``MINIRES_DEBUG=1`` prints the traceback too."""
     try:
@@ -152,4 +154,4 @@ def fail_together(exit_code=2):
         print(f"error: rank {_world['rank']} of {_world['size']} failed, so every rank stops: {what}",
               file=sys.stderr, flush=True)
         sys.stdout.flush()
-        _world["comm"].Abort(exit_code)
+        _world["comm"].Abort(exit_code(err))

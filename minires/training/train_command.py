@@ -23,7 +23,7 @@ from minires.training import data_parallel
 from minires.training.dataset_registry import DATASETS
 from minires.training.device import check_device
 from minires.training.training_run import (
-    build_run, config_to_resume, remaining_epochs, restore_run, save_epoch, train_and_evaluate,
+    TrainingDiverged, build_run, config_to_resume, remaining_epochs, restore_run, save_epoch, train_and_evaluate,
 )
 
 DEFAULTS = {
@@ -290,7 +290,8 @@ def run(args, argv=()):
     if distributed.world_size() == 1:
         print("note: --distributed, but this is a world of one process; start several with "
               "mpiexec -n K python -m minires train --distributed ...", file=sys.stderr)
-    with distributed.fail_together():  # an error on one rank stops them all, naming it
+    # An error on one rank stops them all, naming it; exit status 1 for a diverged run, as with one process.
+    with distributed.fail_together(lambda err: 1 if isinstance(err, TrainingDiverged) else 2):
         return run_process(args)
 
 
