@@ -40,7 +40,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # a checkout works uninstalled
 
-PARAMETERS = {"resnet20": 272_474, "resnet50": 25_557_032}  # torchvision's count for ResNet-50
+PARAMETERS = {"resnet20": 269_722, "resnet50": 25_557_032}  # minires's (option A) and torchvision's counts
 BANDWIDTHS_GBIT = (10, 25, 100)
 WORKERS = (2, 4, 8, 16, 32, 64)
 
@@ -96,15 +96,11 @@ def launch(ranks, model_name, batch, steps, size=32):
     return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
 
 
-# ---- the model of scaling -----------------------------------------------------------------------------
-
-def ring_all_reduce_s(parameters, workers, gbit_per_s, latency_s, bytes_per_value=4):
-    """T(p) of a ring all-reduce (see the docstring)."""
-    size = parameters * bytes_per_value
-    return 2 * (workers - 1) / workers * size / (gbit_per_s * 1e9 / 8) + 2 * (workers - 1) * latency_s
-
+# ---- the model of scaling (the formula: minires/distributed/cost_model.py) ------------------------------
 
 def scaling_table(name, step_s, latency_s):
+    from minires.distributed import cost_model
+
     lines = [f"\n{name} ({PARAMETERS[name] / 1e6:.2f}M parameters, {PARAMETERS[name] * 4 / 2**20:.1f} MiB of "
              f"float32 gradients), one-process step t = {step_s * 1e3:.0f} ms; all-reduce ms (efficiency t/(t+T)):",
              "| workers | " + " | ".join(f"{b} Gbit/s" for b in BANDWIDTHS_GBIT) + " |",
@@ -112,7 +108,7 @@ def scaling_table(name, step_s, latency_s):
     for p in WORKERS:
         cells = []
         for bandwidth in BANDWIDTHS_GBIT:
-            t = ring_all_reduce_s(PARAMETERS[name], p, bandwidth, latency_s)
+            t = cost_model.ring_all_reduce_s(PARAMETERS[name], p, bandwidth, latency_s)
             cells.append(f"{t * 1e3:.1f} ({step_s / (step_s + t):.0%})")
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -25,7 +25,8 @@ BUCKET_BYTES = 25 * 2**20  # PyTorch DDP's default bucket_cap_mb
 
 def all_reduce_(arrays, op="sum"):
     """Replace each array by its sum (``op="mean"``: its mean) over the ranks, in place; returns
-    ``arrays``. Every rank must pass arrays of the same shapes and dtypes, in the same order."""
+    ``arrays``. Every rank must pass arrays of the same shapes and dtypes, in the same order, all on
+    one device (the CPU or this rank's GPU)."""
     if op not in ("sum", "mean"):
         raise ValueError(f"all_reduce_: op must be 'sum' or 'mean', got {op!r}")
     arrays = list(arrays)
@@ -58,7 +59,8 @@ def broadcast_(arrays, root=0):
             bucket.pack()
             host = on_host(bucket.flat)
             comm.Bcast(host, root=root)
-            bucket.flat[...] = back_from_host(host, bucket.flat)
+            if host is not bucket.flat:
+                bucket.flat[...] = back_from_host(host, bucket.flat)
     for bucket in buckets:
         bucket.unpack()
     return arrays
