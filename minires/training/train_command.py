@@ -266,8 +266,7 @@ def train(config, resume=None, stop_after=None, progress=False, log=print, given
     if config.get("world_size", 1) > 1:
         log(data_parallel.describe(config, distributed.backend_for(config["device"])))
     run = build_run(config, state["model"] if state is not None else None)
-    if distributed.world_size() > 1:
-        data_parallel.seed_this_rank(config["seed"])
+    data_parallel.seed_this_rank(config["seed"])  # ranks 1, 2, ...: dropout streams of their own
     if state is not None:
         restore_run(run, state, resume)
     distributed.broadcast_parameters(run.model)  # every rank from rank 0's weights (a no-op for one process)

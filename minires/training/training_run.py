@@ -105,17 +105,16 @@ def make_loaders(config, datasets=None):
     train_transform, eval_transform = make_transforms(train_set, config["augment"])
     loader = lambda ds, **kw: data.DataLoader(ds, batch_size=config["batch_size"], seed=config["seed"], **kw)  # noqa: E731
     ranks = config.get("world_size", 1)
-    if ranks > 1:  # each rank its shard: for training the same number of batches everywhere, for
-        # evaluation each image once (data_parallel.evaluate_on_shards combines the ranks' numbers)
-        shard = lambda ds, **kw: distributed.DistributedSampler(ds, ranks, distributed.rank(), seed=config["seed"], **kw)  # noqa: E731
-        train_loader = loader(train_set, sampler=shard(train_set), transform=train_transform)
-        val_loader = loader(val_set, sampler=shard(val_set, shuffle=False, pad=False), transform=eval_transform) \
-            if val_set is not None else None
-        test_loader = loader(test_set, sampler=shard(test_set, shuffle=False, pad=False), transform=eval_transform)
-        return train_loader, val_loader, test_loader, train_set
-    train_loader = loader(train_set, shuffle=True, transform=train_transform)
-    val_loader = loader(val_set, transform=eval_transform) if val_set is not None else None
-    test_loader = loader(test_set, transform=eval_transform)
+
+    def shard(ds, **kw):  # several ranks: each its shard. For training the same number of batches everywhere,
+        # for evaluation each image once (data_parallel.evaluate_on_shards combines the ranks' numbers)
+        return distributed.DistributedSampler(ds, ranks, distributed.rank(), seed=config["seed"], **kw) \
+            if ranks > 1 else None
+
+    train_loader = loader(train_set, shuffle=ranks == 1, sampler=shard(train_set), transform=train_transform)
+    val_loader = loader(val_set, sampler=shard(val_set, shuffle=False, pad=False), transform=eval_transform) \
+        if val_set is not None else None
+    test_loader = loader(test_set, sampler=shard(test_set, shuffle=False, pad=False), transform=eval_transform)
     return train_loader, val_loader, test_loader, train_set
 
 
@@ -245,8 +244,7 @@ def train_and_evaluate(run, epoch, progress=False):
     try:
         train_loss, train_acc = train_epoch(run.model, run.train_loader, run.optimizer, device,
                                             run.config["label_smoothing"], progress,
-                                            f"epoch {epoch + 1}/{run.config['epochs']}",
-                                            before_step=before_step if several or gammas is not None else None)
+                                            f"epoch {epoch + 1}/{run.config['epochs']}", before_step=before_step)
     except NonFiniteLoss as err:
         raise diverged(run, epoch, lr, f"{err} of epoch {epoch + 1}") from None
     run.scheduler.step()
